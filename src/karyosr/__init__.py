@@ -1,0 +1,3 @@
+"""karyosr: super-resolution and classification of low-resolution chromosome images."""
+
+__version__ = "0.1.0"

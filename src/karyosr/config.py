@@ -1,0 +1,94 @@
+"""Config validation: JSON-schema defaults and checks, plus the rules no schema can express."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config key or value the workflow cannot run with; the message names the key."""
+
+
+def _with_defaults(validator_class):
+    # jsonschema only checks; this fills each missing property with its schema default before
+    # descending, so nested sections come out complete.
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+    """Fill defaults into ``config`` in place, check it, and return it.
+
+    Raises ConfigError naming the key, the offending value and what is allowed.
+    """
+    validator = _Validator(schema or load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"config key {_key(e)}: {e.message}" for e in errors]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict[str, Any]) -> None:
+    source = config["dataset"]["source"]
+    required = {"url": ["url", "sha256"], "path": ["path"], "synthetic": []}[source["type"]]
+    for key in required:
+        if not source.get(key):
+            raise ConfigError(
+                f"config key dataset.source.{key} is required when dataset.source.type is "
+                f"{source['type']!r}"
+            )
+    if source["type"] == "url" and not source["url"].startswith(("http://", "https://")):
+        raise ConfigError(f"config key dataset.source.url: {source['url']!r} must start with http:// or https://")
+    layout = config["dataset"]["layout"]
+    if layout["type"] == "csv" and not layout.get("table"):
+        raise ConfigError("config key dataset.layout.table is required when dataset.layout.type is 'csv'")
+    if layout["type"] == "class_folders" and "(?P<group>" not in layout["group_regex"]:
+        raise ConfigError(
+            f"config key dataset.layout.group_regex: {layout['group_regex']!r} needs a named group "
+            "'(?P<group>...)' that extracts the split group from the file name"
+        )
+
+    fractions = config["split"]["fractions"]
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"config key split.fractions: fractions {fractions} sum to {total:g}, expected 1")
+
+    size = config["crop_filter"]["target_size"]
+    for name, profile in config["degrade"]["profiles"].items():
+        if size % profile["scale"]:
+            raise ConfigError(
+                f"config key degrade.profiles.{name}.scale: {profile['scale']} does not divide "
+                f"crop_filter.target_size {size}; choose a target size that every scale divides"
+            )
+        for key in ("blur_sigma", "noise_sigma", "jpeg_quality"):
+            value = profile.get(key)
+            if isinstance(value, list) and value[0] > value[1]:
+                raise ConfigError(f"config key degrade.profiles.{name}.{key}: range {value} has low > high")

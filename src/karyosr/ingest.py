@@ -1,0 +1,178 @@
+"""ingest: raw dataset files -> image shards with labels and split groups, bad files quarantined.
+
+Every ingest job lists the whole raw dataset (cheap) and decodes only the files whose image_id
+hashes to its shard, so the number of jobs is the shard count, known before any data is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from karyosr import shards
+from karyosr.images import ImageRejected, decode_grayscale
+from karyosr.labels import CLASS_NAMES, LabelError, parse_label
+
+log = logging.getLogger(__name__)
+
+REJECTED_COLUMNS = ["image_id", "source", "stage", "reason"]
+BIOIMLAB_NAME = re.compile(r"^(?P<cell>.+) (?P<label>\d{1,2}|[XYxy])(?P<copy>[ab]?)$")
+
+
+class LayoutError(ValueError):
+    pass
+
+
+def _image_files(folder: Path, extensions: list[str]) -> list[Path]:
+    wanted = {e.lower() for e in extensions}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+
+
+def list_bioimlab(root: Path, extensions: list[str]) -> pd.DataFrame:
+    """``single_chromosomes/<cell>/<cell> <class><a|b>.bmp``; the cell folder is the group."""
+    folder = root / "single_chromosomes"
+    if not folder.is_dir():
+        raise LayoutError(f"{root}: no 'single_chromosomes' folder, as the bioimlab layout expects")
+    rows = []
+    for path in _image_files(folder, extensions):
+        match = BIOIMLAB_NAME.match(path.stem)
+        rows.append(
+            {
+                "source": path.relative_to(root).as_posix(),
+                "group": path.parent.name,
+                "label_text": match["label"] if match else None,
+                "error": None if match else f"file name {path.name!r} is not '<cell> <class><a|b>'",
+            }
+        )
+    return pd.DataFrame(rows, columns=["source", "group", "label_text", "error"])
+
+
+def list_class_folders(root: Path, extensions: list[str], group_regex: str) -> pd.DataFrame:
+    """``<root>/<class>/<file>``; the split group comes from the file stem via ``group_regex``."""
+    pattern = re.compile(group_regex)
+    rows = []
+    for path in _image_files(root, extensions):
+        rel = path.relative_to(root)
+        match = pattern.search(path.stem)
+        error = None
+        if len(rel.parts) != 2:
+            error = f"{rel.as_posix()!r} is not directly inside a class folder"
+        elif not match:
+            error = f"file stem {path.stem!r} does not match dataset.layout.group_regex {group_regex!r}"
+        rows.append(
+            {
+                "source": rel.as_posix(),
+                "group": match["group"] if match else None,
+                "label_text": rel.parts[0] if len(rel.parts) == 2 else None,
+                "error": error,
+            }
+        )
+    return pd.DataFrame(rows, columns=["source", "group", "label_text", "error"])
+
+
+def list_csv(root: Path, table: str) -> pd.DataFrame:
+    """A table with columns path, label, group; paths are relative to the table's folder."""
+    table_path = (root / table) if not os.path.isabs(table) else Path(table)
+    frame = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    missing = {"path", "label", "group"} - set(frame.columns)
+    if missing:
+        raise LayoutError(f"{table_path}: missing column(s) {sorted(missing)}; expected path, label, group")
+    base = table_path.parent
+    sources = [os.path.relpath(base / p, root) for p in frame["path"]]
+    return pd.DataFrame(
+        {
+            "source": [Path(s).as_posix() for s in sources],
+            "group": frame["group"].replace("", None),
+            "label_text": frame["label"],
+            "error": [None if g else "empty group" for g in frame["group"]],
+        }
+    )
+
+
+def list_candidates(base: Path, dataset: str, layout: dict) -> pd.DataFrame:
+    """All files of the raw dataset with image_id, group, label; ``error`` set where unusable."""
+    if not base.is_dir():
+        raise LayoutError(f"dataset folder {base} does not exist or is not a folder")
+    kind = layout["type"]
+    if kind == "bioimlab":
+        files = list_bioimlab(base, layout["extensions"])
+    elif kind == "class_folders":
+        files = list_class_folders(base, layout["extensions"], layout["group_regex"])
+    else:
+        files = list_csv(base, layout["table"])
+    if files.empty:
+        raise LayoutError(f"{base}: no image files found for the {kind!r} layout")
+
+    labels, errors = [], []
+    for text, error in zip(files["label_text"], files["error"]):
+        label = None
+        if error is None:
+            try:
+                label = parse_label(text)
+            except LabelError as exc:
+                error = str(exc)
+        labels.append(label)
+        errors.append(error)
+    files["label"] = pd.array(labels, dtype="Int8")
+    files["error"] = errors
+    stems = [Path(s).stem for s in files["source"]]
+    files["image_id"] = [f"{dataset}/{g}/{s}" for g, s in zip(files["group"].fillna("unknown"), stems)]
+    duplicated = files["image_id"].duplicated(keep="first") & files["error"].isna()
+    files.loc[duplicated, "error"] = "duplicate image_id: another file has the same group and stem"
+    files["dataset"] = dataset
+    return files.drop(columns=["label_text"]).sort_values("source", kind="stable").reset_index(drop=True)
+
+
+def ingest_shard(
+    root: str | os.PathLike, candidates: pd.DataFrame, shard: int, n_shards: int, max_pixels: int
+) -> tuple[pd.DataFrame, list[np.ndarray], pd.DataFrame]:
+    """Decode this shard's files: (manifest rows, images, rejected rows)."""
+    mine = candidates[[shards.shard_of(i, n_shards) == shard for i in candidates["image_id"]]]
+    rows, images, rejected = [], [], []
+    for item in mine.itertuples(index=False):
+        reason = item.error
+        if reason is None:
+            data = (Path(root) / item.source).read_bytes()
+            try:
+                image, converted = decode_grayscale(data, max_pixels)
+            except ImageRejected as exc:
+                reason = str(exc)
+        if reason is not None:
+            rejected.append({"image_id": item.image_id, "source": item.source, "stage": "ingest", "reason": reason})
+            continue
+        rows.append(
+            {
+                "image_id": item.image_id,
+                "dataset": item.dataset,
+                "group": item.group,
+                "label": item.label,
+                "class_name": CLASS_NAMES[item.label],
+                "source": item.source,
+                "source_sha256": hashlib.sha256(data).hexdigest(),
+                "converted_from": converted,
+            }
+        )
+        images.append(image)
+    meta = pd.DataFrame(rows, columns=["image_id", "dataset", "group", "label", "class_name", "source",
+                                       "source_sha256", "converted_from"])
+    meta["label"] = meta["label"].astype("Int8")
+    return meta, images, pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
+
+
+def run(root, dataset: str, layout: dict, shard: int, n_shards: int, max_pixels: int,
+        out_shard, out_rejected) -> None:
+    base = Path(root).expanduser() / layout.get("subdir", "")
+    candidates = list_candidates(base, dataset, layout)
+    meta, images, rejected = ingest_shard(base, candidates, shard, n_shards, max_pixels)
+    shards.write_shard(out_shard, meta, images)
+    shards.write_table(out_rejected, rejected)
+    log.info("shard %d/%d: %d images ingested, %d quarantined (of %d files in the dataset)",
+             shard, n_shards, len(meta), len(rejected), len(candidates))
+    for item in rejected.itertuples():
+        log.warning("quarantined %s: %s", item.source, item.reason)

@@ -1,0 +1,174 @@
+"""report: the comparison report (HTML with embedded figures, Markdown, CSV/Parquet tables)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from karyosr import atomic, shards
+from karyosr.labels import CLASS_NAMES
+from karyosr.split import SPLITS
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("karyosr", "snakemake", "numpy", "pandas", "pyarrow", "opencv-python-headless", "scipy", "matplotlib")
+
+
+def stage_counts(ingest: pd.DataFrame, quarantined: pd.DataFrame, cropped: pd.DataFrame,
+                 rejected: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """How many images each stage took in, kept and set aside."""
+    rows = [
+        ("ingest", len(ingest) + len(quarantined), len(ingest), len(quarantined), "quarantined: unreadable or unlabelled"),
+        ("crop_filter", len(ingest), len(cropped), len(rejected), "rejected: no foreground or too little detail"),
+    ]
+    for name in SPLITS:
+        n = int((split["split"] == name).sum())
+        groups = split.loc[split["split"] == name, "group"].nunique()
+        rows.append((f"split: {name}", len(split), n, 0, f"{groups} groups"))
+    return pd.DataFrame(rows, columns=["stage", "in", "kept", "set aside", "note"])
+
+
+def class_counts(split: pd.DataFrame) -> pd.DataFrame:
+    table = pd.crosstab(split["label"].astype(int), split["split"]).reindex(columns=list(SPLITS), fill_value=0)
+    table = table.reindex(range(len(CLASS_NAMES)), fill_value=0)
+    table.insert(0, "class", CLASS_NAMES)
+    table["total"] = table[list(SPLITS)].sum(axis=1)
+    return table.reset_index(drop=True)
+
+
+def method_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """profile x method with PSNR/SSIM/MSE mean ± std and the PSNR gain over bicubic."""
+    table = summary.copy()
+    bicubic = table[table["method"] == "bicubic"].set_index("profile")["psnr_mean"]
+    table["psnr_gain_vs_bicubic_db"] = table["psnr_mean"] - table["profile"].map(bicubic)
+    return table
+
+
+def rejected_table(quarantined: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
+    columns = ["stage", "image_id", "source", "reason"]
+    frames = [f[columns] for f in (quarantined, rejected) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def pick_samples(split: pd.DataFrame, n: int) -> list[str]:
+    """A fixed, class-spread choice of test images: the same ones in every run."""
+    test = split[split["split"] == "test"].sort_values(["label", "image_id"])
+    if test.empty:
+        return []
+    idx = np.linspace(0, len(test) - 1, num=min(n, len(test))).round().astype(int)
+    return list(test["image_id"].iloc[np.unique(idx)])
+
+
+def load_images(paths, ids: list[str]) -> dict[str, np.ndarray]:
+    wanted, found = set(ids), {}
+    for path in paths:
+        meta = shards.read_shard_meta(path)
+        if not wanted.intersection(meta["image_id"]):
+            continue
+        meta, images = shards.read_shard(path)
+        found.update({i: im for i, im in zip(meta["image_id"], images) if i in wanted})
+    return found
+
+
+def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_png) -> None:
+    """Rows: sample images; columns: LR (pixel-replicated), each SR method, HR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [("LR", lr)] + [(m, imgs) for m, imgs in sr.items()] + [("HR", hr)]
+    fig, axes = plt.subplots(len(ids), len(columns), figsize=(1.6 * len(columns), 1.6 * len(ids)), squeeze=False)
+    for r, image_id in enumerate(ids):
+        for c, (name, images) in enumerate(columns):
+            ax = axes[r][c]
+            image = images[image_id]
+            peak = 65535 if image.dtype == np.uint16 else 255
+            ax.imshow(image, cmap="gray", vmin=0, vmax=peak, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(image_id.split("/")[-1], fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic.write_bytes(out_png, buffer.getvalue())
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
+    def cell(v):
+        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def html_table(table: pd.DataFrame, digits: int = 3) -> str:
+    return table.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", border=0, classes="table")
+
+
+def software_versions() -> pd.DataFrame:
+    rows = [("python", platform.python_version())]
+    for name in PACKAGES:
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    return pd.DataFrame(rows, columns=["package", "version"])
+
+
+def _embed_png(path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table.table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+table.table th, table.table td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
+table.table th { background: #f3f3f3; }
+img { max-width: 100%; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }
+"""
+
+
+def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], config_text: str) -> None:
+    """Write index.html and summary.md from (heading, text, table DataFrame or PNG path) sections."""
+    out_dir = Path(out_dir)
+    parts_html = [f"<h1>{html.escape(title)}</h1>"]
+    parts_md = [f"# {title}"]
+    for heading, text, body in sections:
+        parts_html.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
+        parts_md.append(f"## {heading}\n\n{text}")
+        if isinstance(body, pd.DataFrame):
+            parts_html.append(html_table(body))
+            parts_md.append(markdown_table(body))
+        else:
+            parts_html.append(_embed_png(body))
+            parts_md.append(f"![{heading}]({Path(body).name})")
+    parts_html.append(f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre>")
+    parts_md.append(f"## Configuration\n\n```yaml\n{config_text}```")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts_html)}</body></html>\n")
+    atomic.write_text(out_dir / "index.html", page)
+    atomic.write_text(out_dir / "summary.md", "\n\n".join(parts_md) + "\n")
+
+
+def save_table(table: pd.DataFrame, out_dir, name: str) -> None:
+    tables = Path(out_dir) / "tables"
+    shards.write_table(tables / f"{name}.parquet", table)
+    atomic.write_text(tables / f"{name}.csv", table.to_csv(index=False))

@@ -1,0 +1,16 @@
+rule crop_filter:
+    input:
+        "results/ingest/shards/{shard}.parquet",
+    output:
+        shard="results/crop_filter/shards/{shard}.parquet",
+        rejected="results/crop_filter/rejected/{shard}.parquet",
+    params:
+        crop_filter=config["crop_filter"],
+    log:
+        "results/logs/crop_filter/{shard}.log",
+    benchmark:
+        "results/benchmarks/crop_filter/{shard}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/crop_filter.py"

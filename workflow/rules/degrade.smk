@@ -1,0 +1,17 @@
+rule degrade:
+    input:
+        shard="results/crop_filter/shards/{shard}.parquet",
+        split="results/split/manifest.parquet",
+    output:
+        "results/degrade/{profile}/shards/{shard}.parquet",
+    params:
+        profile=lambda wc: config["degrade"]["profiles"][wc.profile],
+        seed=config["seed"],
+    log:
+        "results/logs/degrade/{profile}/{shard}.log",
+    benchmark:
+        "results/benchmarks/degrade/{profile}/{shard}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/degrade.py"

@@ -1,0 +1,50 @@
+rule ingest:
+    input:
+        raw_root(),
+    output:
+        shard="results/ingest/shards/{shard}.parquet",
+        rejected="results/ingest/rejected/{shard}.parquet",
+    params:
+        dataset=DATASET,
+        layout=config["dataset"]["layout"],
+        max_pixels=config["ingest"]["max_pixels"],
+        n_shards=config["shards"],
+    log:
+        "results/logs/ingest/{shard}.log",
+    benchmark:
+        "results/benchmarks/ingest/{shard}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/ingest.py"
+
+
+# Gathers the pixel-free columns of every shard of one stage output into its manifest.
+rule manifest:
+    input:
+        lambda wc: shard_paths(wc.output),
+    output:
+        "results/{output}/manifest.parquet",
+    wildcard_constraints:
+        output=r"ingest|crop_filter|degrade/[A-Za-z0-9_]+|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
+    log:
+        "results/logs/manifest/{output}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/manifest.py"
+
+
+rule rejected:
+    input:
+        expand("results/{{stage}}/rejected/{shard}.parquet", shard=SHARDS),
+    output:
+        "results/{stage}/rejected.parquet",
+    wildcard_constraints:
+        stage=r"ingest|crop_filter",
+    log:
+        "results/logs/rejected/{stage}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/concat_tables.py"

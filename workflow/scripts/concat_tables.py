@@ -1,0 +1,4 @@
+from karyosr import logs, shards
+
+logs.setup(snakemake.log[0])
+shards.write_table(snakemake.output[0], shards.concat_tables(snakemake.input))

@@ -1,0 +1,6 @@
+from karyosr import crop_filter, logs
+
+logs.setup(snakemake.log[0])
+crop_filter.run(
+    snakemake.input[0], snakemake.params.crop_filter, snakemake.output.shard, snakemake.output.rejected
+)

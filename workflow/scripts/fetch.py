@@ -1,0 +1,8 @@
+from karyosr import fetch, logs, synthetic
+
+logs.setup(snakemake.log[0])
+source = snakemake.params.source
+if source["type"] == "synthetic":
+    synthetic.generate(snakemake.output[0], snakemake.params.synthetic, snakemake.params.seed)
+else:
+    fetch.fetch_source(source, snakemake.output[0], cache_dir="resources/downloads")

@@ -1,0 +1,13 @@
+from karyosr import ingest, logs
+
+logs.setup(snakemake.log[0])
+ingest.run(
+    root=snakemake.input[0],
+    dataset=snakemake.params.dataset,
+    layout=snakemake.params.layout,
+    shard=int(snakemake.wildcards.shard),
+    n_shards=snakemake.params.n_shards,
+    max_pixels=snakemake.params.max_pixels,
+    out_shard=snakemake.output.shard,
+    out_rejected=snakemake.output.rejected,
+)

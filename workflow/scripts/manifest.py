@@ -1,0 +1,5 @@
+from karyosr import logs, shards
+
+logs.setup(snakemake.log[0])
+manifest = shards.build_manifest(snakemake.input, snakemake.output[0])
+shards.write_table(snakemake.output[0], manifest)

@@ -1,0 +1,4 @@
+from karyosr import logs, metrics
+
+logs.setup(snakemake.log[0])
+metrics.run(snakemake.input.hr, snakemake.input.sr, snakemake.params.metrics, snakemake.output[0])

@@ -1,0 +1,4 @@
+from karyosr import logs, split
+
+logs.setup(snakemake.log[0])
+split.run(snakemake.input[0], snakemake.params.fractions, snakemake.params.seed, snakemake.output[0])

@@ -82,7 +82,12 @@ def _check_semantics(config: dict[str, Any]) -> None:
         raise ConfigError(f"config key split.fractions: fractions {fractions} sum to {total:g}, expected 1")
 
     size = config["crop_filter"]["target_size"]
-    for name, profile in config["degrade"]["profiles"].items():
+    names = [p["name"] for p in config["degrade"]["profiles"]]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"config key degrade.profiles: profile name(s) {repeated} appear more than once")
+    for profile in config["degrade"]["profiles"]:
+        name = profile["name"]
         if size % profile["scale"]:
             raise ConfigError(
                 f"config key degrade.profiles.{name}.scale: {profile['scale']} does not divide "

@@ -22,7 +22,7 @@ wildcard_constraints:
 
 
 SHARDS = shard_names(config["shards"])
-PROFILES = list(config["degrade"]["profiles"])
+PROFILES = {profile["name"]: profile for profile in config["degrade"]["profiles"]}
 METHODS = list(config["upscale"]["methods"])
 DATASET = config["dataset"]["name"]
 REPORT_TABLES = ["sr_methods", "stage_counts", "class_counts", "rejected", "software"]
@@ -40,9 +40,11 @@ def shard_paths(output):
     return expand("results/{output}/shards/{shard}.parquet", output=output, shard=SHARDS)
 
 
-def sr_outputs():
-    return [f"sr/{method}/{profile}" for method in METHODS for profile in PROFILES]
-
-
 def final_outputs():
-    return ["results/report/index.html", "results/report/summary.md"]
+    manifests = ["ingest", "crop_filter", "split"]
+    manifests += [f"degrade/{profile}" for profile in PROFILES]
+    manifests += [f"sr/{method}/{profile}" for method in METHODS for profile in PROFILES]
+    return [f"results/{m}/manifest.parquet" for m in manifests] + [
+        "results/report/index.html",
+        "results/report/summary.md",
+    ]

@@ -5,7 +5,7 @@ rule degrade:
     output:
         "results/degrade/{profile}/shards/{shard}.parquet",
     params:
-        profile=lambda wc: config["degrade"]["profiles"][wc.profile],
+        profile=lambda wc: PROFILES[wc.profile],
         seed=config["seed"],
     log:
         "results/logs/degrade/{profile}/{shard}.log",

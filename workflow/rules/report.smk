@@ -37,7 +37,7 @@ rule report:
         tables=multiext("results/report/tables/", *[f"{t}.{e}" for t in REPORT_TABLES for e in ("csv", "parquet")]),
     params:
         report=config["report"],
-        profiles=PROFILES,
+        profiles=list(PROFILES),
         config=config,
     log:
         "results/logs/report/report.log",

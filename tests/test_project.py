@@ -1,0 +1,66 @@
+"""Project hygiene: lint, pinned environments, the README's commands and CI in step."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pins(requirements):
+    pins = {}
+    for line in requirements:
+        match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(==|>=)\s*([^\s;]+)", line)
+        assert match, f"unpinned requirement {line!r}"
+        pins[match[1].lower().replace("_", "-")] = (match[2], match[3])
+    return pins
+
+
+def test_conda_envs_pin_the_same_versions_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = _pins(project["dependencies"])
+    env_files = sorted((REPO / "envs").glob("*.yaml"))
+    assert env_files
+    for env_file in env_files:
+        env = yaml.safe_load(env_file.read_text())
+        pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+        assert pip_lists, f"{env_file.name}: no pip section"
+        for name, (op, version) in _pins(pip_lists[0]).items():
+            assert op == "==", f"{env_file.name}: {name} is not pinned exactly"
+            assert name in declared, f"{env_file.name}: {name} is not a dependency in pyproject.toml"
+            declared_op, declared_version = declared[name]
+            if declared_op == "==":
+                assert version == declared_version, f"{env_file.name}: {name} {version} != pyproject {declared_version}"
+            else:
+                assert tuple(map(int, version.split(".")[:2])) >= tuple(map(int, declared_version.split(".")[:2]))
+        assert any(str(d).startswith("python=3.11") for d in env["dependencies"]), env_file.name
+
+
+def test_every_rule_env_exists():
+    for rules in (REPO / "workflow/rules").glob("*.smk"):
+        for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', rules.read_text()):
+            assert (rules.parent / env).resolve().is_file(), f"{rules.name}: missing {env}"
+
+
+def test_readme_starts_with_the_two_setup_commands_and_ci_runs_the_second():
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S)
+    assert block and readme.index(block.group(0)) < 1500, "the set-up commands must come first"
+    commands = [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2
+    run_cmd, test_cmd = commands
+    assert run_cmd.rstrip().endswith("snakemake --cores all")
+    assert "torch==2.13.0" in run_cmd and "torch==2.13.0" in test_cmd
+    assert test_cmd.strip() in (REPO / ".ci/run").read_text()
+
+
+def test_snakemake_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr

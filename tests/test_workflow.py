@@ -1,0 +1,116 @@
+"""End to end: the whole workflow on a tiny synthetic config, every output checked."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from karyosr import shards
+from workflow_helpers import TINY_CONFIG, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+CONTRACT_COLUMNS = {"image_id", "dataset", "group", "label", "shard", "row", "height", "width",
+                    "source", "source_sha256"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    config = write_config(workdir, TINY_CONFIG)
+    snakemake(workdir, "--configfile", str(config))
+    return workdir
+
+
+def read(run_dir, rel):
+    return shards.read_table(run_dir / "results" / rel)
+
+
+def test_raw_dataset_in_bioimlab_layout(run_dir):
+    files = sorted((run_dir / "results/raw/tiny/single_chromosomes").rglob("*.bmp"))
+    assert len(files) == 8 * 46
+
+
+def test_ingest_manifest_meets_the_contract(run_dir):
+    manifest = read(run_dir, "ingest/manifest.parquet")
+    assert CONTRACT_COLUMNS <= set(manifest.columns)
+    assert len(manifest) == 8 * 46
+    assert manifest["image_id"].is_unique
+    assert manifest["image_id"].str.match(r"^tiny/c\d{4}/c\d{4} \d+[ab]?$").all()
+    assert set(manifest["label"]) <= set(range(24)) and {22, 23} <= set(manifest["label"])
+    assert read(run_dir, "ingest/rejected.parquet").empty
+    # shard and row point back at the image's own row.
+    for item in manifest.sample(5, random_state=0).itertuples():
+        meta = shards.read_shard_meta(run_dir / "results/ingest" / item.shard)
+        assert meta["image_id"].iloc[item.row] == item.image_id
+        assert shards.shard_of(item.image_id, 2) == int(item.shard[-11:-8])
+
+
+def test_crop_filter_output_is_square_target(run_dir):
+    manifest = read(run_dir, "crop_filter/manifest.parquet")
+    assert len(manifest) + len(read(run_dir, "crop_filter/rejected.parquet")) == 8 * 46
+    assert (manifest["height"] == 48).all() and (manifest["width"] == 48).all()
+    assert {"crop_y0", "crop_x1", "crop_scale", "detail_score", "polarity"} <= set(manifest.columns)
+
+
+def test_split_keeps_groups_whole(run_dir):
+    split = read(run_dir, "split/manifest.parquet")
+    assert (split.groupby("group")["split"].nunique() == 1).all()
+    assert set(split["split"]) == {"train", "val", "test"}
+
+
+def test_degrade_outputs_are_low_resolution_and_paired(run_dir):
+    hr_ids = set(read(run_dir, "crop_filter/manifest.parquet")["image_id"])
+    for name, scale in [("x4_bicubic", 4), ("x2_noise", 2)]:
+        lr = read(run_dir, f"degrade/{name}/manifest.parquet")
+        assert set(lr["image_id"]) == hr_ids
+        assert (lr["height"] == 48 // scale).all()
+        assert (lr["scale"] == scale).all()
+    noisy = read(run_dir, "degrade/x2_noise/manifest.parquet")["noise_sigma"]
+    assert noisy.between(1, 4).all() and noisy.nunique() > 1
+
+
+def test_sr_outputs_and_metrics(run_dir):
+    split = read(run_dir, "split/manifest.parquet")
+    n_test = int((split["split"] == "test").sum())
+    for method in ("nearest", "bicubic"):
+        for profile in ("x4_bicubic", "x2_noise"):
+            sr = read(run_dir, f"sr/{method}/{profile}/manifest.parquet")
+            assert len(sr) == n_test and (sr["height"] == 48).all()
+    per_image = read(run_dir, "metrics/per_image.parquet")
+    assert len(per_image) == n_test * 4
+    assert np.isfinite(per_image[["psnr", "ssim", "mse"]].to_numpy()).all()
+    summary = read(run_dir, "metrics/summary.parquet").set_index(["profile", "method"])
+    assert summary.loc[("x4_bicubic", "bicubic"), "psnr_mean"] > summary.loc[("x4_bicubic", "nearest"), "psnr_mean"]
+    assert (summary["n_images"] == n_test).all()
+
+
+def test_report_is_complete(run_dir):
+    report = run_dir / "results/report"
+    page = (report / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert "x4_bicubic" in page and "bicubic" in page and "Images per stage" in page
+    markdown = (report / "summary.md").read_text()
+    assert "| profile | method |" in markdown
+    for name in ("sr_methods", "stage_counts", "class_counts", "rejected", "software"):
+        assert (report / "tables" / f"{name}.csv").exists()
+        assert (report / "tables" / f"{name}.parquet").exists()
+    counts = pd.read_csv(report / "tables/class_counts.csv")
+    assert counts["total"].sum() == len(read(run_dir, "split/manifest.parquet"))
+
+
+def test_nothing_left_to_do_after_a_run(run_dir):
+    result = snakemake(run_dir, "--configfile", str(run_dir / "config.yaml"), "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_two_runs_give_byte_identical_tables(run_dir, tmp_path):
+    config = write_config(tmp_path, copy.deepcopy(TINY_CONFIG))
+    snakemake(tmp_path, "--configfile", str(config))
+    tables = [p.relative_to(run_dir) for p in (run_dir / "results").rglob("*.parquet")]
+    assert len(tables) > 40
+    different = [str(p) for p in tables if (run_dir / p).read_bytes() != (tmp_path / p).read_bytes()]
+    assert different == []

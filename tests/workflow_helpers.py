@@ -1,0 +1,45 @@
+"""Running the workflow from tests: a tiny config in a temporary working directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = {
+    "seed": 0,
+    "shards": 2,
+    "dataset": {"name": "tiny", "source": {"type": "synthetic"}, "layout": {"type": "bioimlab"}},
+    "synthetic": {"n_cells": 8, "chr1_length_px": 40, "width_px": 6},
+    "crop_filter": {"target_size": 48},
+    "split": {"fractions": {"train": 0.5, "val": 0.25, "test": 0.25}},
+    "degrade": {
+        "profiles": [
+            {"name": "x4_bicubic", "scale": 4, "kernel": "bicubic"},
+            {"name": "x2_noise", "scale": 2, "kernel": "area", "noise": "gaussian", "noise_sigma": [1, 4]},
+        ]
+    },
+    "upscale": {"methods": ["nearest", "bicubic"]},
+    "report": {"title": "tiny test run", "sample_images": 2},
+}
+
+
+def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> Path:
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run this checkout's workflow with workdir as the working directory."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result

@@ -23,14 +23,14 @@ log = logging.getLogger(__name__)
 MIN_CONTRAST = 8  # grey levels (8-bit scale); below this an image has no chromosome to find
 
 
-def detect_polarity(image: np.ndarray) -> str:
-    """'dark_on_light' (G-band, bright field) or 'light_on_dark' (Q-band, fluorescence).
+def border_median(image: np.ndarray) -> float:
+    """The background level: a single-chromosome crop's border is almost all background."""
+    return float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
 
-    The border is almost all background in a single-chromosome crop, so its median against
-    the image mean tells which side the chromosome is on.
-    """
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    return "dark_on_light" if np.median(border) >= image.mean() else "light_on_dark"
+
+def detect_polarity(image: np.ndarray, background: float) -> str:
+    """'dark_on_light' (G-band, bright field) or 'light_on_dark' (Q-band, fluorescence)."""
+    return "dark_on_light" if background >= image.mean() else "light_on_dark"
 
 
 def _as_8bit(image: np.ndarray) -> np.ndarray:
@@ -49,8 +49,8 @@ def foreground_mask(image: np.ndarray, polarity: str, threshold, min_component_f
     if count <= 1:
         return np.zeros_like(mask), float(level)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= min_component_fraction * areas.max()) + 1
-    return np.isin(components, keep), float(level)
+    keep = np.concatenate([[False], areas >= min_component_fraction * areas.max()])
+    return keep[components], float(level)
 
 
 def detail_score(image: np.ndarray, mask: np.ndarray, sigma: float) -> float:
@@ -67,16 +67,16 @@ def detail_score(image: np.ndarray, mask: np.ndarray, sigma: float) -> float:
 
 def crop_filter_image(image: np.ndarray, params: dict) -> tuple[np.ndarray, dict]:
     """Crop, rescale and pad one image; raise ImageRejected with the reason if filtered out."""
-    contrast = int(_as_8bit(image).max()) - int(_as_8bit(image).min())
+    gray = _as_8bit(image)
+    contrast = int(gray.max()) - int(gray.min())
     if contrast < MIN_CONTRAST:
         raise ImageRejected(f"no foreground: the image is flat (contrast {contrast} grey levels)")
-    polarity = params["polarity"] if params["polarity"] != "auto" else detect_polarity(image)
+    background = border_median(image)
+    polarity = params["polarity"] if params["polarity"] != "auto" else detect_polarity(image, background)
     mask, level = foreground_mask(image, polarity, params["threshold"], params["min_component_fraction"])
     area = int(mask.sum())
     if area < params["min_foreground_px"]:
         raise ImageRejected(f"foreground of {area} px is below crop_filter.min_foreground_px {params['min_foreground_px']}")
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    background = int(np.median(border))
 
     ys, xs = np.nonzero(mask)
     margin = params["margin"]
@@ -93,13 +93,13 @@ def crop_filter_image(image: np.ndarray, params: dict) -> tuple[np.ndarray, dict
     if scale < 1.0:
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    out = np.full((target, target), background, dtype=image.dtype)
+    out = np.full((target, target), round(background), dtype=image.dtype)
     top, left = (target - crop.shape[0]) // 2, (target - crop.shape[1]) // 2
     out[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
     record = {
         "polarity": polarity,
         "threshold_level": level,
-        "background": background,
+        "background": round(background),
         "foreground_px": area,
         "detail_score": detail,
         "crop_y0": y0, "crop_y1": y1, "crop_x0": x0, "crop_x1": x1,

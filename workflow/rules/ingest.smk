@@ -1,11 +1,29 @@
-rule ingest:
+# Lists the raw dataset once: files, labels, groups, shard of each image_id.
+rule inventory:
     input:
         raw_root(),
+    output:
+        "results/ingest/inventory.parquet",
+    params:
+        dataset=DATASET,
+        layout=config["dataset"]["layout"],
+        n_shards=config["shards"],
+    log:
+        "results/logs/ingest/inventory.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/inventory.py"
+
+
+rule ingest:
+    input:
+        raw=raw_root(),
+        inventory="results/ingest/inventory.parquet",
     output:
         shard="results/ingest/shards/{shard}.parquet",
         rejected="results/ingest/rejected/{shard}.parquet",
     params:
-        dataset=DATASET,
         layout=config["dataset"]["layout"],
         max_pixels=config["ingest"]["max_pixels"],
         n_shards=config["shards"],

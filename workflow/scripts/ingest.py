@@ -2,8 +2,8 @@ from karyosr import ingest, logs
 
 logs.setup(snakemake.log[0])
 ingest.run(
-    root=snakemake.input[0],
-    dataset=snakemake.params.dataset,
+    root=snakemake.input.raw,
+    inventory=snakemake.input.inventory,
     layout=snakemake.params.layout,
     shard=int(snakemake.wildcards.shard),
     n_shards=snakemake.params.n_shards,

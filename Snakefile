@@ -15,6 +15,7 @@ include: "workflow/rules/crop_filter.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/degrade.smk"
 include: "workflow/rules/upscale.smk"
+include: "workflow/rules/sr.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -70,11 +72,18 @@ def _check_semantics(config: dict[str, Any]) -> None:
     layout = config["dataset"]["layout"]
     if layout["type"] == "csv" and not layout.get("table"):
         raise ConfigError("config key dataset.layout.table is required when dataset.layout.type is 'csv'")
-    if layout["type"] == "class_folders" and "(?P<group>" not in layout["group_regex"]:
-        raise ConfigError(
-            f"config key dataset.layout.group_regex: {layout['group_regex']!r} needs a named group "
-            "'(?P<group>...)' that extracts the split group from the file name"
-        )
+    if layout["type"] == "class_folders":
+        try:
+            pattern = re.compile(layout["group_regex"])
+        except re.error as exc:
+            raise ConfigError(f"config key dataset.layout.group_regex: {layout['group_regex']!r} is not a valid regex: {exc}")
+        if "group" not in pattern.groupindex:
+            raise ConfigError(
+                f"config key dataset.layout.group_regex: {layout['group_regex']!r} needs a named group "
+                "'(?P<group>...)' that extracts the split group from the file name"
+            )
+    if config["metrics"]["ssim_window"] % 2 == 0:
+        raise ConfigError(f"config key metrics.ssim_window: {config['metrics']['ssim_window']} must be odd")
 
     fractions = config["split"]["fractions"]
     total = sum(fractions.values())
@@ -97,3 +106,22 @@ def _check_semantics(config: dict[str, Any]) -> None:
             value = profile.get(key)
             if isinstance(value, list) and value[0] > value[1]:
                 raise ConfigError(f"config key degrade.profiles.{name}.{key}: range {value} has low > high")
+
+    sr = config["sr"]
+    unknown = [p for p in sr["profiles"] if p not in names]
+    if unknown and sr["models"]:
+        raise ConfigError(f"config key sr.profiles: {unknown} are not degradation profiles (have {names})")
+    seen: dict[str, dict] = {}
+    for i, model in enumerate(sr["models"]):
+        key = f"sr.models.{i}"
+        if model["name"] in seen or model["name"] in INTERPOLATION_METHODS:
+            raise ConfigError(f"config key {key}.name: {model['name']!r} is already used by another method")
+        source = model["init_from_model"]
+        if source is not None and (source not in seen or seen[source]["arch"] != model["arch"]):
+            raise ConfigError(
+                f"config key {key}.init_from_model: {source!r} must name an earlier model of sr.models "
+                f"with the same arch ({model['arch']})"
+            )
+        if model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "vgg19" and not model["perceptual"]["weights"]:
+            raise ConfigError(f"config key {key}.perceptual.weights: vgg19 needs a torchvision-format VGG19 state dict file")
+        seen[model["name"]] = model

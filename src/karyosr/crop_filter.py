@@ -44,7 +44,8 @@ def foreground_mask(image: np.ndarray, polarity: str, threshold, min_component_f
         level, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     else:
         level = float(threshold) / (257.0 if image.dtype == np.uint16 else 1.0)
-    mask = (gray < level) if polarity == "dark_on_light" else (gray > level)
+    # Otsu's level is the top of the dark class, so the dark side includes it.
+    mask = (gray <= level) if polarity == "dark_on_light" else (gray > level)
     count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return np.zeros_like(mask), float(level)

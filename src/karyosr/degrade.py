@@ -58,7 +58,9 @@ def degrade_image(hr: np.ndarray, profile: dict, rng: np.random.Generator) -> tu
         image = rng.poisson(np.clip(image, 0, peak) / peak * photons).astype(np.float32) * (peak / photons)
     lr = np.clip(np.rint(image), 0, peak).astype(hr.dtype)
     quality = _draw(profile.get("jpeg_quality"), rng, integer=True)
-    if quality is not None and hr.dtype == np.uint8:
+    if quality is not None and hr.dtype != np.uint8:
+        quality = None  # baseline JPEG is 8-bit; 16-bit images skip the step (recorded as -1)
+    if quality is not None:
         ok, buf = cv2.imencode(".jpg", lr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         lr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     record = {"scale": scale, "kernel": profile["kernel"], "blur_sigma": sigma,

@@ -91,4 +91,7 @@ def decode_grayscale(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
         raise ImageRejected(f"unsupported image shape {image.shape}")
     if image.size == 0:
         raise ImageRejected("image has no pixels")
+    if image.size > max_pixels:
+        # Formats whose header header_size() cannot read are checked after decoding.
+        raise ImageRejected(f"{image.shape[0]}x{image.shape[1]} = {image.size} pixels exceeds ingest.max_pixels {max_pixels}")
     return np.ascontiguousarray(image), converted

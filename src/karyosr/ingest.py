@@ -128,7 +128,8 @@ def list_candidates(base: Path, dataset: str, layout: dict) -> pd.DataFrame:
     labels, errors = [], []
     for text, error in zip(files["label_text"], files["error"]):
         label = None
-        if error is None:
+        if pd.isna(error):
+            error = None
             try:
                 label = parse_label(text)
             except LabelError as exc:
@@ -152,11 +153,13 @@ def ingest_shard(
     mine = candidates[[shards.shard_of(i, n_shards) == shard for i in candidates["image_id"]]]
     rows, images, rejected = [], [], []
     for item in mine.itertuples(index=False):
-        reason = item.error
+        reason = None if pd.isna(item.error) else item.error
         if reason is None:
-            data = (Path(root) / item.source).read_bytes()
             try:
+                data = (Path(root) / item.source).read_bytes()
                 image, converted = decode_grayscale(data, max_pixels)
+            except OSError as exc:
+                reason = f"cannot read the file: {exc.strerror or exc}"
             except ImageRejected as exc:
                 reason = str(exc)
         if reason is not None:
@@ -196,7 +199,7 @@ def run_inventory(root, dataset: str, layout: dict, n_shards: int, out_table) ->
 
 def run(root, inventory, layout: dict, shard: int, n_shards: int, max_pixels: int, out_shard, out_rejected) -> None:
     candidates = shards.read_table(inventory)
-    meta, images, rejected = ingest_shard(dataset_folder(root, layout), candidates[candidates["shard"] == shard], shard, n_shards, max_pixels)
+    meta, images, rejected = ingest_shard(dataset_folder(root, layout), candidates, shard, n_shards, max_pixels)
     shards.write_shard(out_shard, meta, images)
     shards.write_table(out_rejected, rejected)
     log.info("shard %d/%d: %d images ingested, %d quarantined", shard, n_shards, len(meta), len(rejected))

@@ -56,6 +56,8 @@ def _filter_valid(batch: np.ndarray, window: np.ndarray) -> np.ndarray:
 def ssim(reference: np.ndarray, test: np.ndarray, peak: float, window: int = 11, sigma: float = 1.5,
          k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
     """Per-image mean SSIM of (N, H, W) batches (or single 2-D images)."""
+    if window % 2 == 0:
+        raise ValueError(f"SSIM window must be odd (a centre pixel), got {window}")
     if min(reference.shape[-2:]) < window:
         raise ValueError(f"SSIM needs images of at least {window}x{window} pixels, got {reference.shape[-2:]}")
     w = gaussian_window(window, sigma)

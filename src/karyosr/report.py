@@ -61,10 +61,14 @@ def rejected_table(quarantined: pd.DataFrame, rejected: pd.DataFrame) -> pd.Data
 def pick_samples(split: pd.DataFrame, n: int) -> list[str]:
     """A fixed, class-spread choice of test images: the same ones in every run."""
     test = split[split["split"] == "test"].sort_values(["label", "image_id"])
-    if test.empty:
-        return []
-    idx = np.linspace(0, len(test) - 1, num=min(n, len(test))).round().astype(int)
-    return list(test["image_id"].iloc[np.unique(idx)])
+    # One image per class in turn (first of each class, then second, ...), classes spread evenly.
+    rank = test.groupby("label").cumcount()
+    ordered = test.assign(rank=rank).sort_values(["rank", "label", "image_id"], kind="stable")
+    first_round = ordered[ordered["rank"] == 0]
+    if len(first_round) > n:
+        keep = np.linspace(0, len(first_round) - 1, num=n).round().astype(int)
+        return list(first_round["image_id"].iloc[keep])
+    return list(ordered["image_id"].iloc[:n])
 
 
 def load_images(paths, ids: list[str]) -> dict[str, np.ndarray]:
@@ -161,7 +165,7 @@ def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], c
             parts_html.append(_embed_png(body))
             parts_md.append(f"![{heading}]({Path(body).name})")
     parts_html.append(f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre>")
-    parts_md.append(f"## Configuration\n\n```yaml\n{config_text}```")
+    parts_md.append(f"## Configuration\n\n```yaml\n{config_text.rstrip()}\n```")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts_html)}</body></html>\n")
     atomic.write_text(out_dir / "index.html", page)

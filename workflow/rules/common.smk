@@ -24,6 +24,9 @@ wildcard_constraints:
 SHARDS = shard_names(config["shards"])
 PROFILES = {profile["name"]: profile for profile in config["degrade"]["profiles"]}
 METHODS = list(config["upscale"]["methods"])
+SR_MODELS = {model["name"]: model for model in config["sr"]["models"]}
+SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODELS else []
+SR_SETTINGS = {k: config["sr"][k] for k in ("device", "bf16", "compile", "tile", "infer_batch_size")}
 DATASET = config["dataset"]["name"]
 REPORT_TABLES = ["sr_methods", "stage_counts", "class_counts", "rejected", "software"]
 
@@ -40,10 +43,42 @@ def shard_paths(output):
     return expand("results/{output}/shards/{shard}.parquet", output=output, shard=SHARDS)
 
 
+def methods_for(profile):
+    """Interpolation baselines everywhere; learned models on the profiles they train on."""
+    return METHODS + (list(SR_MODELS) if profile in SR_PROFILES else [])
+
+
+def method_profile_pairs():
+    return [(method, profile) for profile in PROFILES for method in methods_for(profile)]
+
+
+def model_settings(name):
+    """A model's config slice, with the run-wide SR settings it depends on."""
+    return {**SR_MODELS[name], **SR_SETTINGS}
+
+
+def uses_pipeline_features(name):
+    model = SR_MODELS[name]
+    return model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "pipeline_features"
+
+
+def train_sr_inputs(wildcards):
+    inputs = {
+        "hr": shard_paths("crop_filter"),
+        "lr": shard_paths(f"degrade/{wildcards.profile}"),
+    }
+    if uses_pipeline_features(wildcards.model):
+        inputs["features"] = "results/models/features/model.pt"
+    source = SR_MODELS[wildcards.model]["init_from_model"]
+    if source:
+        inputs["init_model"] = f"results/models/{source}/{wildcards.profile}/model.pt"
+    return inputs
+
+
 def final_outputs():
     manifests = ["ingest", "crop_filter", "split"]
     manifests += [f"degrade/{profile}" for profile in PROFILES]
-    manifests += [f"sr/{method}/{profile}" for method in METHODS for profile in PROFILES]
+    manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
     return [f"results/{m}/manifest.parquet" for m in manifests] + [
         "results/report/index.html",
         "results/report/summary.md",

@@ -16,12 +16,11 @@ rule metrics:
 
 rule aggregate_metrics:
     input:
-        expand(
-            "results/metrics/{method}/{profile}/{shard}.parquet",
-            method=METHODS,
-            profile=PROFILES,
-            shard=SHARDS,
-        ),
+        [
+            f"results/metrics/{method}/{profile}/{shard}.parquet"
+            for method, profile in method_profile_pairs()
+            for shard in SHARDS
+        ],
     output:
         per_image="results/metrics/per_image.parquet",
         summary=report(

@@ -3,7 +3,7 @@ rule sample_grid:
         split="results/split/manifest.parquet",
         hr=shard_paths("crop_filter"),
         lr=lambda wc: shard_paths(f"degrade/{wc.profile}"),
-        sr=lambda wc: [path for method in METHODS for path in shard_paths(f"sr/{method}/{wc.profile}")],
+        sr=lambda wc: [path for method in methods_for(wc.profile) for path in shard_paths(f"sr/{method}/{wc.profile}")],
     output:
         report(
             "results/report/samples_{profile}.png",
@@ -13,7 +13,7 @@ rule sample_grid:
         ),
     params:
         n_images=config["report"]["sample_images"],
-        methods=METHODS,
+        methods=lambda wc: methods_for(wc.profile),
     log:
         "results/logs/report/samples_{profile}.log",
     conda:

@@ -1,0 +1,154 @@
+"""Super-resolution network architectures (BasicSR style, one file each), grayscale in/out.
+
+Registry and helpers:
+
+* ``ARCHS``: name -> class. ``build_sr(name, scale, **kwargs)`` builds one.
+* SR contract: input ``(N, 1, h, w)`` in [0, 1] -> ``(N, 1, h*scale, w*scale)``, not clamped.
+  Exceptions: ``srfbn`` returns a list of T step outputs (use :func:`final_output`), and
+  ``unet_sharpen`` (``input_upsampled = True``) maps an already upsampled image to the same size.
+* ``load_weights(model, path)``: safe loading (``weights_only=True``) of plain or wrapped
+  (``params_ema`` / ``params`` / ``state_dict``) state dicts; 3-channel RRDBNet (ESRGAN /
+  Real-ESRGAN x4) checkpoints are reduced to 1 channel automatically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from karyosr.archs._common import count_parameters, load_checkpoint
+from karyosr.archs.discriminator import VGGStyleDiscriminator
+from karyosr.archs.feature_extractor import VGG19_LAYERS, SmallFeatureCNN, VGG19Features
+from karyosr.archs.rrdbnet import RRDBNet, adapt_rgb_state_dict, rename_legacy_esrgan_keys, unwrap_state_dict
+from karyosr.archs.srcnn import SRCNN
+from karyosr.archs.srfbn import SRFBN, StepAttention, srfbn_loss
+from karyosr.archs.srresnet import SRResNet
+from karyosr.archs.unet_sharpen import UNetSharpen
+
+log = logging.getLogger(__name__)
+
+ARCHS: dict[str, type[nn.Module]] = {
+    "srcnn": SRCNN,
+    "srresnet": SRResNet,
+    "esrgan": RRDBNet,
+    "srfbn": SRFBN,
+    "unet_sharpen": UNetSharpen,
+}
+
+__all__ = [
+    "ARCHS",
+    "RRDBNet",
+    "SRCNN",
+    "SRFBN",
+    "SRResNet",
+    "SmallFeatureCNN",
+    "StepAttention",
+    "UNetSharpen",
+    "VGG19Features",
+    "VGG19_LAYERS",
+    "VGGStyleDiscriminator",
+    "adapt_rgb_state_dict",
+    "build_sr",
+    "count_parameters",
+    "final_output",
+    "load_weights",
+    "rename_legacy_esrgan_keys",
+    "srfbn_loss",
+    "unwrap_state_dict",
+]
+
+
+def build_sr(name: str, scale: int, **kwargs) -> nn.Module:
+    """Build the SR network registered as ``name`` for upsampling factor ``scale``.
+
+    ``kwargs`` go to the class (e.g. ``num_block=2`` for esrgan). ``unet_sharpen`` takes no scale
+    (same size in and out); any positive ``scale`` is accepted and stored as ``model.scale``, the
+    factor of the bicubic upsampling the caller applies before it. Raises ValueError for an unknown
+    name (listing the known ones) or an unsupported scale (listing the supported ones).
+    """
+    if name not in ARCHS:
+        raise ValueError(f"unknown SR architecture {name!r}; known architectures: {', '.join(sorted(ARCHS))}")
+    cls = ARCHS[name]
+    if isinstance(scale, bool) or not isinstance(scale, int):
+        raise ValueError(f"{name}: scale must be an int, got {scale!r}")
+    if cls is UNetSharpen:
+        if scale < 1:
+            raise ValueError(f"{name}: scale must be a positive int, got {scale}")
+        model = cls(**kwargs)
+        model.scale = scale
+        return model
+    if scale not in cls.SCALES:
+        raise ValueError(f"{name}: unsupported scale {scale}; supported scales: {', '.join(map(str, cls.SCALES))}")
+    return cls(scale, **kwargs)
+
+
+def final_output(output):
+    """The prediction of a model's forward output: the last step for SRFBN's list, else itself."""
+    return output[-1] if isinstance(output, (list, tuple)) else output
+
+
+def _few(keys, n: int = 5) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
+    """Load a state dict from ``path`` into ``model`` and return the model.
+
+    * Reads with ``torch.load(path, map_location="cpu", weights_only=True)``; a file carrying
+      pickled Python objects is refused with a ValueError naming the file.
+    * Unwraps ``{"params_ema": ...}`` (preferred) / ``{"params": ...}`` / ``{"state_dict": ...}``
+      and a ``module.`` prefix.
+    * For a 1-channel :class:`RRDBNet`, a 3-channel checkpoint is reduced with
+      :func:`adapt_rgb_state_dict` (conv_first summed over RGB, conv_last averaged); names from
+      the original ESRGAN repository (``RRDB_trunk``, ``trunk_conv``, ...) are renamed first.
+    * Key mismatches raise ValueError naming the file and a few missing / unexpected keys; with
+      ``strict=False`` missing and unexpected keys are only logged (e.g. loading a public x4
+      ESRGAN file into an x2 model, which has no ``conv_up2``). Shape mismatches always raise.
+    """
+    payload = load_checkpoint(path)
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(payload).__name__}")
+    state = dict(unwrap_state_dict(payload))
+    not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
+    if not_tensors:
+        raise ValueError(f"{path}: not a state dict; entries that are not tensors: {_few(map(str, not_tensors))}")
+
+    if isinstance(model, RRDBNet):
+        state = rename_legacy_esrgan_keys(state)
+    if isinstance(model, RRDBNet) and "conv_first.weight" in state:
+        in_ch = state["conv_first.weight"].shape[1]
+        if in_ch != model.conv_first.in_channels:
+            if in_ch == 3 and model.conv_first.in_channels == 1:
+                state = adapt_rgb_state_dict(state)
+                log.info("%s: 3-channel RRDBNet checkpoint reduced to 1 channel", path)
+            elif in_ch in (12, 48):
+                raise ValueError(
+                    f"{path}: conv_first takes {in_ch} channels: a Real-ESRGAN pixel-unshuffle (x2/x1) checkpoint,"
+                    " which this RRDBNet does not support; use an x4 checkpoint"
+                )
+
+    expected = model.state_dict()
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if wrong_shape:
+        raise ValueError(f"{path}: weights do not fit {type(model).__name__}; shape mismatches: {_few(wrong_shape, 3)}")
+    if missing or unexpected:
+        message = (
+            f"{path}: keys do not match {type(model).__name__}: "
+            f"{len(missing)} missing [{_few(missing)}], {len(unexpected)} unexpected [{_few(unexpected)}]"
+        )
+        if strict:
+            raise ValueError(message)
+        log.warning("%s (loaded the rest, strict=False)", message)
+    model.load_state_dict(state, strict=strict)
+    return model

@@ -1,0 +1,233 @@
+"""The training engine shared by every model: device, precision, seeding, EMA, checkpoints with
+automatic resume, per-epoch history, best-epoch selection and progress output.
+
+A task object supplies the model-specific parts:
+
+* ``modules() -> dict[str, nn.Module]`` and ``optimizers() -> dict[str, Optimizer]``: what is
+  checkpointed;
+* ``train_step(step) -> dict[str, float]``: one optimisation step, returning its losses;
+* ``validate() -> dict[str, float]``: metrics on the validation set;
+* ``export() -> dict``: the weights (and anything else) of the final model, called with the
+  best epoch's weights in place.
+
+Tasks draw all their randomness (patch positions, augmentations) from torch's global generator,
+whose state the checkpoint carries, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from karyosr import shards
+from karyosr.archs import load_checkpoint
+from karyosr.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """'auto' takes CUDA when a GPU is visible (e.g. granted by Slurm), else the CPU."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {preference!r} was requested but no CUDA GPU is visible")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # GPU kernels (atomics in cuDNN backward passes) stay non-deterministic; warn_only keeps
+        # those runs going while CPU runs are bit-reproducible.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA: tensor-core speed without the loss scaling fp16 needs."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_module(module: nn.Module, device: torch.device) -> nn.Module:
+    module = module.to(device)
+    if device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def config_hash(config_slice: Any) -> str:
+    """Fingerprint of a rule's config slice: a checkpoint only resumes the run it belongs to."""
+    text = json.dumps(config_slice, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class EMA:
+    """Exponential moving average of a model's weights (used for GAN generators)."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_value, value in zip(self.shadow.state_dict().values(), model.state_dict().values()):
+            if ema_value.dtype.is_floating_point:
+                ema_value.lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                ema_value.copy_(value)
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+class Task(Protocol):
+    def modules(self) -> dict[str, nn.Module]: ...
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def train_step(self, step: int) -> dict[str, float]: ...
+    def validate(self) -> dict[str, float]: ...
+    def export(self) -> dict: ...
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    steps_per_epoch: int
+    checkpoint_dir: Path
+    config_slice: Any
+    checkpoint_every: int = 50
+    select_by: str = "val_psnr"  # a validate() key (higher is better), or 'last'
+    patience: int | None = None  # epochs without improvement before stopping early
+    progress: bool | None = None  # None: a bar when stderr is a terminal, else a line per epoch
+
+
+@dataclass
+class FitResult:
+    history: pd.DataFrame
+    best_epoch: int
+    resumed_from_step: int
+    export: dict = field(repr=False, default_factory=dict)
+
+
+class _Progress:
+    def __init__(self, enabled: bool | None, total: int):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.total, self.start = total, time.perf_counter()
+
+    def step(self, step: int, losses: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        rate = step / max(time.perf_counter() - self.start, 1e-9)
+        text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+        sys.stderr.write(f"\r  step {step}/{self.total}  {text}  {rate:.1f} it/s ")
+        sys.stderr.flush()
+
+    def epoch_done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def fit(task: Task, settings: FitSettings) -> FitResult:
+    """Train for ``epochs`` x ``steps_per_epoch`` steps, resuming from the checkpoint in
+    ``checkpoint_dir`` when it exists and was written for the same config slice."""
+    settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    last_path = settings.checkpoint_dir / "last.pt"
+    best_path = settings.checkpoint_dir / "best.pt"
+    fingerprint = config_hash(settings.config_slice)
+    modules, optimizers = task.modules(), task.optimizers()
+
+    step, history, best_value, best_epoch = 0, [], -math.inf, 0
+    if last_path.exists():
+        state = load_checkpoint(last_path)
+        if state.get("config_hash") == fingerprint:
+            for name, module in modules.items():
+                module.load_state_dict(state["modules"][name])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            torch.set_rng_state(state["torch_rng"])
+            step, history = state["step"], state["history"]
+            best_value, best_epoch = state["best_value"], state["best_epoch"]
+            log.info("resuming from %s at step %d (epoch %d)", last_path, step, step // settings.steps_per_epoch)
+        else:
+            log.info("ignoring %s: it was written for a different config", last_path)
+    resumed_from = step
+
+    def checkpoint() -> None:
+        save_checkpoint(last_path, {
+            "config_hash": fingerprint, "step": step, "history": history,
+            "best_value": best_value, "best_epoch": best_epoch, "torch_rng": torch.get_rng_state(),
+            "modules": {n: m.state_dict() for n, m in modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+        })
+
+    total = settings.epochs * settings.steps_per_epoch
+    progress = _Progress(settings.progress, total)
+    epoch_losses: dict[str, list[float]] = {}
+    while step < total:
+        for module in modules.values():
+            module.train()
+        losses = task.train_step(step)
+        step += 1
+        for key, value in losses.items():
+            epoch_losses.setdefault(key, []).append(value)
+        progress.step(step, losses)
+        if step % settings.steps_per_epoch:
+            if step % settings.checkpoint_every == 0:
+                checkpoint()
+            continue
+
+        epoch = step // settings.steps_per_epoch
+        for module in modules.values():
+            module.eval()
+        with torch.no_grad():
+            metrics = task.validate()
+        row = {"epoch": epoch, "step": step, **{f"train_{k}": float(np.mean(v)) for k, v in epoch_losses.items()},
+               **metrics}
+        history.append(row)
+        epoch_losses = {}
+        progress.epoch_done()
+        log.info("epoch %d/%d  %s", epoch, settings.epochs,
+                 "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "step")))
+        value = math.inf if settings.select_by == "last" else metrics[settings.select_by]
+        if value > best_value or settings.select_by == "last":
+            best_value, best_epoch = value, epoch
+            save_checkpoint(best_path, {"modules": {n: m.state_dict() for n, m in modules.items()}, "epoch": epoch})
+        checkpoint()
+        if settings.patience and epoch - best_epoch >= settings.patience:
+            log.info("stopping early: no improvement of %s for %d epochs", settings.select_by, settings.patience)
+            break
+
+    if best_path.exists():
+        best = load_checkpoint(best_path)
+        for name, module in modules.items():
+            module.load_state_dict(best["modules"][name])
+    return FitResult(history=pd.DataFrame(history), best_epoch=best_epoch, resumed_from_step=resumed_from,
+                     export=task.export())
+
+
+def write_history(path, result: FitResult) -> None:
+    history = result.history.copy()
+    history["best"] = history["epoch"] == result.best_epoch
+    shards.write_table(path, history)

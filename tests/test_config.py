@@ -1,0 +1,281 @@
+"""Tests for karyosr.config: schema defaults, the shipped configs, and errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from karyosr.config import ConfigError, load_schema, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema()
+
+
+def profiles(**named) -> object:
+    """``degrade.profiles`` in whichever form the schema takes (a list of named profiles, or a
+    mapping from name to profile)."""
+    if SCHEMA["properties"]["degrade"]["properties"]["profiles"]["type"] == "array":
+        return [{"name": name, **profile} for name, profile in named.items()]
+    return dict(named)
+
+
+def profile_list(config: dict) -> list[tuple[str, dict]]:
+    value = config["degrade"]["profiles"]
+    if isinstance(value, list):
+        return [(p["name"], p) for p in value]
+    return list(value.items())
+
+
+def error_of(config: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def _check_defaults(instance, schema, path="config"):
+    """Every property with a schema default is present; scalar defaults equal the schema's."""
+    for name, sub in schema.get("properties", {}).items():
+        if "default" not in sub:
+            continue
+        assert name in instance, f"{path}.{name} missing"
+        value = instance[name]
+        if sub.get("type") == "object" and "properties" in sub:
+            _check_defaults(value, sub, f"{path}.{name}")
+        elif not isinstance(sub["default"], (dict, list)):
+            assert value == sub["default"], f"{path}.{name}"
+
+
+def test_empty_config_gets_all_defaults():
+    config = validate({})
+    assert set(config) == set(SCHEMA["properties"])
+    _check_defaults(config, SCHEMA)
+    assert config["seed"] == SCHEMA["properties"]["seed"]["default"]
+    assert config["crop_filter"]["threshold"] == "otsu"
+    assert config["dataset"]["layout"]["type"] == "bioimlab"
+    assert sum(config["split"]["fractions"].values()) == pytest.approx(1.0)
+    # profile defaults (kernel, noise...) are filled into each default profile too
+    assert profile_list(config)
+    for name, profile in profile_list(config):
+        assert {"scale", "kernel", "blur_sigma", "noise", "noise_sigma"} <= set(profile), name
+
+
+def test_validate_fills_in_place_and_keeps_given_values():
+    config = {"seed": 5, "crop_filter": {"margin": 7}}
+    result = validate(config)
+    assert result is config
+    assert config["seed"] == 5 and config["crop_filter"]["margin"] == 7
+    assert config["crop_filter"]["min_foreground_px"] == SCHEMA["properties"]["crop_filter"]["properties"][
+        "min_foreground_px"]["default"]
+
+
+def test_profile_defaults_filled_into_user_profiles():
+    config = validate({"crop_filter": {"target_size": 64}, "degrade": {"profiles": profiles(mine={"scale": 2})}})
+    ((name, profile),) = profile_list(config)
+    assert name == "mine"
+    assert profile["kernel"] == "bicubic" and profile["noise"] == "none"
+    assert profile["blur_sigma"] == 0 and profile["noise_sigma"] == 0
+
+
+def test_defaults_are_not_shared_between_configs():
+    first = validate({})
+    first["upscale"]["methods"].append("mutated")
+    first["split"]["fractions"]["train"] = 0.0
+    second = validate({})
+    assert "mutated" not in second["upscale"]["methods"]
+    assert second["split"]["fractions"]["train"] > 0
+    assert "mutated" not in SCHEMA["properties"]["upscale"]["properties"]["methods"]["default"]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "gband.yaml"])
+def test_shipped_configs_validate(name):
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    validated = validate(copy.deepcopy(config))
+    assert validated["dataset"]["name"] == config["dataset"]["name"]
+    size = validated["crop_filter"]["target_size"]
+    for _, profile in profile_list(validated):
+        assert size % profile["scale"] == 0
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "config, key, value",
+    [
+        ({"seed": -1}, "seed", "-1"),
+        ({"shards": 0}, "shards", "0"),
+        ({"crop_filter": {"margin": -3}}, "crop_filter.margin", "-3"),
+        ({"crop_filter": {"min_foreground_px": 0}}, "crop_filter.min_foreground_px", "0"),
+        ({"crop_filter": {"target_size": 0}}, "crop_filter.target_size", "0"),
+        ({"ingest": {"max_pixels": 0}}, "ingest.max_pixels", "0"),
+        ({"metrics": {"ssim_sigma": 0}}, "metrics.ssim_sigma", "0"),
+        ({"metrics": {"ssim_k1": -0.01}}, "metrics.ssim_k1", "-0.01"),
+        ({"dataset": {"source": {"timeout": 0}}}, "dataset.source.timeout", "0"),
+        ({"split": {"fractions": {"train": 1.2, "val": -0.1, "test": -0.1}}}, "split.fractions", "-0.1"),
+        ({"report": {"sample_images": 0}}, "report.sample_images", "0"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_negative_or_zero_values(config, key, value):
+    message = error_of(config)
+    assert key in message
+    assert value in message
+
+
+def test_negative_profile_value_names_profile_key():
+    message = error_of({"crop_filter": {"target_size": 64},
+                        "degrade": {"profiles": profiles(p={"scale": 4, "blur_sigma": -1})}})
+    assert "degrade.profiles" in message and "blur_sigma" in message and "-1" in message
+
+
+def test_unknown_top_level_key():
+    message = error_of({"sed": 1})
+    assert "'sed'" in message
+
+
+def test_unknown_nested_key_names_section_and_key():
+    message = error_of({"crop_filter": {"target_sise": 64}})
+    assert "crop_filter" in message and "'target_sise'" in message
+
+
+def test_unknown_key_in_profile():
+    message = error_of({"crop_filter": {"target_size": 64},
+                        "degrade": {"profiles": profiles(p={"scale": 4, "sigma": 1})}})
+    assert "degrade.profiles" in message and "'sigma'" in message
+
+
+def test_wrong_kernel_enum():
+    message = error_of({"crop_filter": {"target_size": 64},
+                        "degrade": {"profiles": profiles(p={"scale": 4, "kernel": "cubic"})}})
+    assert "degrade.profiles" in message and "kernel" in message and "'cubic'" in message
+    assert "bicubic" in message  # says what is allowed
+
+
+@pytest.mark.parametrize(
+    "config, key, value",
+    [
+        ({"crop_filter": {"polarity": "dark"}}, "crop_filter.polarity", "'dark'"),
+        ({"crop_filter": {"threshold": "mean"}}, "crop_filter.threshold", "'mean'"),
+        ({"dataset": {"layout": {"type": "folders"}}}, "dataset.layout.type", "'folders'"),
+        ({"dataset": {"source": {"type": "s3"}}}, "dataset.source.type", "'s3'"),
+        ({"upscale": {"methods": ["bicubic", "sinc"]}}, "upscale.methods", "'sinc'"),
+    ],
+)
+def test_wrong_enum(config, key, value):
+    message = error_of(config)
+    assert key in message and value in message
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [{"train": 0.7, "val": 0.2, "test": 0.2}, {"train": 0.5, "val": 0.2, "test": 0.2}, {"train": 0, "val": 0, "test": 0}],
+)
+def test_split_fractions_must_sum_to_one(fractions):
+    message = error_of({"split": {"fractions": fractions}})
+    assert "split.fractions" in message
+    assert str(fractions["val"]) in message
+
+
+def test_split_fractions_with_zero_split_is_fine():
+    config = validate({"split": {"fractions": {"train": 0.8, "val": 0.0, "test": 0.2}}})
+    assert config["split"]["fractions"]["val"] == 0.0
+
+
+def test_split_fractions_need_all_three():
+    message = error_of({"split": {"fractions": {"train": 0.8, "test": 0.2}}})
+    assert "split.fractions" in message and "val" in message
+
+
+def test_scale_must_divide_target_size():
+    message = error_of({"crop_filter": {"target_size": 64},
+                        "degrade": {"profiles": profiles(ok={"scale": 4}, odd={"scale": 3})}})
+    assert "degrade.profiles" in message and "odd" in message and "scale" in message
+    assert "3" in message and "64" in message and "crop_filter.target_size" in message
+
+
+def test_scale_dividing_target_size_is_fine():
+    config = validate({"crop_filter": {"target_size": 96},
+                       "degrade": {"profiles": profiles(a={"scale": 3}, b={"scale": 8})}})
+    assert config["crop_filter"]["target_size"] == 96
+
+
+def test_scale_outside_enum():
+    message = error_of({"crop_filter": {"target_size": 60},
+                        "degrade": {"profiles": profiles(p={"scale": 5})}})
+    assert "degrade.profiles" in message and "scale" in message and "5" in message
+
+
+def test_range_low_above_high():
+    message = error_of({"crop_filter": {"target_size": 64},
+                        "degrade": {"profiles": profiles(p={"scale": 4, "noise": "gaussian", "noise_sigma": [8, 2]})}})
+    assert "degrade.profiles" in message and "noise_sigma" in message and "[8, 2]" in message
+
+
+def test_jpeg_quality_out_of_range():
+    message = error_of({"crop_filter": {"target_size": 64},
+                        "degrade": {"profiles": profiles(p={"scale": 4, "jpeg_quality": 101})}})
+    assert "jpeg_quality" in message and "101" in message
+
+
+def test_url_source_without_sha256():
+    message = error_of({"dataset": {"source": {"type": "url", "url": "https://example.org/data.zip"}}})
+    assert "dataset.source.sha256" in message and "'url'" in message
+
+
+def test_url_source_bad_sha256():
+    message = error_of({"dataset": {"source": {"type": "url", "url": "https://example.org/d.zip", "sha256": "abc"}}})
+    assert "dataset.source.sha256" in message and "'abc'" in message
+
+
+def test_url_source_needs_http():
+    message = error_of({"dataset": {"source": {"type": "url", "url": "ftp://example.org/d.zip", "sha256": "a" * 64}}})
+    assert "dataset.source.url" in message and "ftp://example.org/d.zip" in message
+
+
+def test_url_source_complete_is_fine():
+    validate({"dataset": {"source": {"type": "url", "url": "https://example.org/d.zip", "sha256": "A" * 64}}})
+
+
+def test_path_source_without_path():
+    message = error_of({"dataset": {"source": {"type": "path"}}})
+    assert "dataset.source.path" in message
+
+
+def test_csv_layout_without_table():
+    message = error_of({"dataset": {"layout": {"type": "csv"}}})
+    assert "dataset.layout.table" in message
+
+
+def test_class_folders_regex_without_named_group():
+    regex = r"_(\d+)$"
+    message = error_of({"dataset": {"layout": {"type": "class_folders", "group_regex": regex}}})
+    assert "dataset.layout.group_regex" in message and repr(regex) in message
+    assert "group" in message
+
+
+def test_class_folders_regex_with_named_group_is_fine():
+    validate({"dataset": {"layout": {"type": "class_folders", "group_regex": r"^(?P<group>\d+)_"}}})
+
+
+def test_class_folders_invalid_regex():
+    regex = "_(?P<group>[^_]+$"  # unbalanced parenthesis
+    message = error_of({"dataset": {"layout": {"type": "class_folders", "group_regex": regex}}})
+    assert "dataset.layout.group_regex" in message
+
+
+def test_bad_dataset_name():
+    message = error_of({"dataset": {"name": "my data"}})
+    assert "dataset.name" in message and "'my data'" in message
+
+
+def test_every_error_is_a_config_error_and_value_error():
+    with pytest.raises(ValueError):
+        validate({"shards": "four"})
+    message = error_of({"shards": "four"})
+    assert "shards" in message and "'four'" in message

@@ -1,0 +1,86 @@
+# Learned super-resolution: the perceptual feature network, training per model x profile, and
+# inference over the test split with the same output contract as the interpolation baselines.
+
+
+rule train_features:
+    input:
+        hr=shard_paths("crop_filter"),
+        split="results/split/manifest.parquet",
+    output:
+        "results/models/features/model.pt",
+    params:
+        features={**config["sr"]["features"], "device": config["sr"]["device"]},
+        seed=config["seed"],
+        checkpoint_dir="results/checkpoints/features",
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 30 * attempt,
+    log:
+        "results/logs/train_features.log",
+    benchmark:
+        "results/benchmarks/train_features.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_features.py"
+
+
+rule train_sr:
+    input:
+        unpack(train_sr_inputs),
+    output:
+        model="results/models/{model}/{profile}/model.pt",
+        history=report(
+            "results/models/{model}/{profile}/history.parquet",
+            caption="../report/history.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
+    wildcard_constraints:
+        model="|".join(SR_MODELS) or "no-learned-models",
+    params:
+        model=lambda wc: model_settings(wc.model),
+        seed=config["seed"],
+        # Not an output: a rerun after a kill resumes from it, and Snakemake must not delete it.
+        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}/{wc.profile}",
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        "results/logs/train_sr/{model}/{profile}.log",
+    benchmark:
+        "results/benchmarks/train_sr/{model}/{profile}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_sr.py"
+
+
+rule infer_sr:
+    input:
+        lr="results/degrade/{profile}/shards/{shard}.parquet",
+        model="results/models/{model}/{profile}/model.pt",
+    output:
+        "results/sr/{model}/{profile}/shards/{shard}.parquet",
+    wildcard_constraints:
+        model="|".join(SR_MODELS) or "no-learned-models",
+    params:
+        settings=SR_SETTINGS,
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 30 * attempt,
+    log:
+        "results/logs/sr/{model}/{profile}/{shard}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/infer_sr.py"

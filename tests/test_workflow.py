@@ -86,12 +86,24 @@ def test_sr_outputs_and_metrics(run_dir):
         for profile in ("x4_bicubic", "x2_noise"):
             sr = read(run_dir, f"sr/{method}/{profile}/manifest.parquet")
             assert len(sr) == n_test and (sr["height"] == 48).all()
+    sr = read(run_dir, "sr/srresnet/x4_bicubic/manifest.parquet")
+    assert len(sr) == n_test and (sr["height"] == 48).all()
     per_image = read(run_dir, "metrics/per_image.parquet")
-    assert len(per_image) == n_test * 4
+    assert len(per_image) == n_test * 5
     assert np.isfinite(per_image[["psnr", "ssim", "mse"]].to_numpy()).all()
     summary = read(run_dir, "metrics/summary.parquet").set_index(["profile", "method"])
     assert summary.loc[("x4_bicubic", "bicubic"), "psnr_mean"] > summary.loc[("x4_bicubic", "nearest"), "psnr_mean"]
     assert (summary["n_images"] == n_test).all()
+    # A trained SR model beats the best interpolation on the test split.
+    assert summary.loc[("x4_bicubic", "srresnet"), "psnr_mean"] > summary.loc[("x4_bicubic", "bicubic"), "psnr_mean"]
+
+
+def test_training_history_and_checkpoints(run_dir):
+    history = read(run_dir, "models/srresnet/x4_bicubic/history.parquet")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert history["best"].sum() == 1
+    assert {"train_pixel", "val_psnr", "val_ssim"} <= set(history.columns)
+    assert (run_dir / "results/checkpoints/srresnet/x4_bicubic/last.pt").exists()
 
 
 def test_report_is_complete(run_dir):

@@ -25,6 +25,13 @@ TINY_CONFIG = {
         ]
     },
     "upscale": {"methods": ["nearest", "bicubic"]},
+    "sr": {
+        "profiles": ["x4_bicubic"],
+        "models": [
+            {"name": "srresnet", "arch": "srresnet", "options": {"num_blocks": 2, "num_features": 16,
+             "bicubic_residual": True}, "epochs": 3, "steps_per_epoch": 30, "patch_size": 32, "lr": 0.001},
+        ],
+    },
     "report": {"title": "tiny test run", "sample_images": 2},
 }
 

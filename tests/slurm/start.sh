@@ -7,9 +7,10 @@
 # Debian/Ubuntu only (apt-get), as root. Everything runs on this host: munged, slurmctld, slurmd;
 # one node named after `hostname -s` with this machine's CPUs, 90 % of its memory and two fake
 # GPUs (character devices aliasing /dev/null: Slurm schedules them, nothing can compute on them);
-# one partition, $SLURM_TEST_PARTITION (default "debug"), the default. No accounting database:
+# partitions $SLURM_TEST_PARTITION (default "debug"; the default partition) and
+# $SLURM_TEST_GPU_PARTITION (default "gpu"), both on that node. No accounting database:
 # sacct does not work, so Snakemake must poll with `--slurm-status-command squeue`, and
-# MinJobAge=600 keeps finished jobs visible to squeue for 10 minutes.
+# MinJobAge=3600 keeps finished jobs visible to squeue (and the tests) for an hour.
 #
 # Exit status: 0 cluster up and verified; 2 Slurm cannot be installed here (not root, no
 # apt-get, package install failed: callers may skip); 1 installed but does not come up (see the
@@ -17,6 +18,7 @@
 set -euo pipefail
 
 PARTITION=${SLURM_TEST_PARTITION:-debug}
+GPU_PARTITION=${SLURM_TEST_GPU_PARTITION:-gpu}   # same node, for rules sent to a GPU partition
 NODE=$(hostname -s)
 TIMEOUT=${SLURM_TEST_TIMEOUT:-60}           # seconds to wait for each daemon / the node
 CONF_DIR=/etc/slurm
@@ -102,7 +104,8 @@ trap 'rm -f "$new_conf" "$new_gres"' EXIT
 cat >"$new_conf" <<EOF
 # Written by tests/slurm/start.sh (karyosr): a single-node test cluster. Rewritten on every start.
 ClusterName=karyosr-test
-SlurmctldHost=$NODE
+# Addresses pinned to loopback: works whether or not the host name resolves.
+SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -120,8 +123,8 @@ JobAcctGatherType=jobacct_gather/none
 # No slurmdbd: sacct cannot answer, Snakemake must poll with squeue ...
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-# ... which sees finished jobs only for MinJobAge seconds.
-MinJobAge=600
+# ... which sees finished jobs only for MinJobAge seconds (the tests check them afterwards).
+MinJobAge=3600
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -133,8 +136,9 @@ KillWait=5
 MpiDefault=none
 MailProg=/bin/true
 GresTypes=gpu
-NodeName=$NODE $node_hw RealMemory=$real_memory Gres=gpu:$GPU_TYPE:${#GPU_DEVICES[@]} State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 $node_hw RealMemory=$real_memory Gres=gpu:$GPU_TYPE:${#GPU_DEVICES[@]} State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=$GPU_PARTITION Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
 EOF
 cat >"$new_gres" <<EOF
 # Written by tests/slurm/start.sh (karyosr): two fake GPUs of type $GPU_TYPE, device nodes that alias /dev/null.
@@ -160,7 +164,7 @@ for pair in "$new_conf:$CONF_DIR/slurm.conf" "$new_gres:$CONF_DIR/gres.conf"; do
     fi
 done
 [[ -n $changed ]] || log "configuration unchanged ($CONF_DIR/slurm.conf, gres.conf)"
-log "node $NODE: $node_hw RealMemory=$real_memory Gres=gpu:$GPU_TYPE:${#GPU_DEVICES[@]}; partition $PARTITION (default)"
+log "node $NODE: $node_hw RealMemory=$real_memory Gres=gpu:$GPU_TYPE:${#GPU_DEVICES[@]}; partitions $PARTITION (default), $GPU_PARTITION"
 
 # --- 3. munge ------------------------------------------------------------------------------
 if [[ ! -s $MUNGE_KEY ]]; then
@@ -254,7 +258,7 @@ log "srun hostname: $out"
 out=$(timeout "$TIMEOUT" srun -p "$PARTITION" -N 1 -n 1 -t 1 --gpus=1 printenv CUDA_VISIBLE_DEVICES 2>&1) ||
     die 1 "srun --gpus=1 failed: $out"
 log "srun --gpus=1: ok (CUDA_VISIBLE_DEVICES=$out)"
-out=$(timeout "$TIMEOUT" srun -p "$PARTITION" -N 1 -n 1 -t 1 --gpus="$GPU_TYPE:2" printenv CUDA_VISIBLE_DEVICES 2>&1) ||
-    die 1 "srun --gpus=$GPU_TYPE:2 failed: $out"
-log "srun --gpus=$GPU_TYPE:2: ok (CUDA_VISIBLE_DEVICES=$out)"
-log "Slurm is up: partition $PARTITION, node $NODE ($cpus CPUs, ${#GPU_DEVICES[@]} fake GPUs of type $GPU_TYPE); took ${SECONDS}s"
+out=$(timeout "$TIMEOUT" srun -p "$GPU_PARTITION" -N 1 -n 1 -t 1 --gpus="$GPU_TYPE:2" printenv CUDA_VISIBLE_DEVICES 2>&1) ||
+    die 1 "srun -p $GPU_PARTITION --gpus=$GPU_TYPE:2 failed: $out"
+log "srun -p $GPU_PARTITION --gpus=$GPU_TYPE:2: ok (CUDA_VISIBLE_DEVICES=$out)"
+log "Slurm is up: partitions $PARTITION (default) and $GPU_PARTITION, node $NODE ($cpus CPUs, ${#GPU_DEVICES[@]} fake GPUs of type $GPU_TYPE); took ${SECONDS}s"

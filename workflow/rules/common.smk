@@ -15,6 +15,19 @@ from karyosr.shards import shard_names
 validate_config(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
 
 
+# Bookkeeping jobs that take seconds run in the submitting process, not as cluster jobs; fetch
+# too, because compute nodes often have no internet.
+localrules:
+    fetch,
+    inventory,
+    manifest,
+    rejected,
+    split,
+    aggregate_metrics,
+    sample_grid,
+    report,
+
+
 wildcard_constraints:
     shard=r"\d{3}",
     profile=r"[A-Za-z0-9_]+",

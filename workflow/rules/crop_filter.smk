@@ -6,6 +6,8 @@ rule crop_filter:
         rejected="results/crop_filter/rejected/{shard}.parquet",
     params:
         crop_filter=config["crop_filter"],
+    resources:
+        mem_mb=lambda wc, input: max(4 * input.size_mb, 1000),
     log:
         "results/logs/crop_filter/{shard}.log",
     benchmark:

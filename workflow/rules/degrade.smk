@@ -7,6 +7,8 @@ rule degrade:
     params:
         profile=lambda wc: PROFILES[wc.profile],
         seed=config["seed"],
+    resources:
+        mem_mb=lambda wc, input: max(4 * input.size_mb, 1000),
     log:
         "results/logs/degrade/{profile}/{shard}.log",
     benchmark:

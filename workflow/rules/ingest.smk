@@ -27,6 +27,9 @@ rule ingest:
         layout=config["dataset"]["layout"],
         max_pixels=config["ingest"]["max_pixels"],
         n_shards=config["shards"],
+    resources:
+        # The raw files are not a declared input (the folder is), so memory cannot follow input size.
+        mem_mb=2000,
     log:
         "results/logs/ingest/{shard}.log",
     benchmark:

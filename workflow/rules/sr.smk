@@ -15,7 +15,7 @@ rule train_features:
     threads: 2
     resources:
         gpu=1,
-        cpus_per_gpu=4,
+        cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=8000,
         runtime=lambda wc, attempt: 30 * attempt,
     log:
@@ -49,7 +49,7 @@ rule train_sr:
     threads: 2
     resources:
         gpu=1,
-        cpus_per_gpu=4,
+        cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=8000,
         runtime=lambda wc, attempt: 60 * attempt,
     log:
@@ -75,7 +75,7 @@ rule infer_sr:
     threads: 2
     resources:
         gpu=1,
-        cpus_per_gpu=4,
+        cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=8000,
         runtime=lambda wc, attempt: 30 * attempt,
     log:

@@ -94,6 +94,12 @@ class SRFBN(nn.Module):
         self.block = FeedbackBlock(m, num_groups, k, s, p)
         self.out_up = _deconv_prelu(m, m, k, s, p)
         self.conv_out = nn.Conv2d(m, num_in_ch, 3, 1, 1)
+        # Every step starts close to the bicubic skip: a full-size random head adds a residual
+        # of ~10 grey levels that training must first unlearn, and a zero head would block the
+        # gradient to everything before it.
+        with torch.no_grad():
+            self.conv_out.weight.mul_(0.1)
+            self.conv_out.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         up = bicubic_up(x, self.scale)

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from scipy.signal import convolve2d
 
-from karyosr import metrics, shards
+from karyosr import metrics, niqe, shards
 from karyosr.metrics import PSNR_CAP_DB, data_range, mse, psnr, ssim, summarise
 
-PARAMS = {"ssim_window": 11, "ssim_sigma": 1.5, "ssim_k1": 0.01, "ssim_k2": 0.03}
+PARAMS = {"ssim_window": 11, "ssim_sigma": 1.5, "ssim_k1": 0.01, "ssim_k2": 0.03, "foreground_dilation": 0,
+          "niqe_patch_size": 16}
 
 
 def reference_ssim(x, y, peak, window=11, sigma=1.5, k1=0.01, k2=0.03):
@@ -177,23 +178,59 @@ def test_gaussian_window():
 
 def test_score():
     x, y = _pair((16, 16), np.uint8, 0.1, 0)
-    table = metrics.score(x[None], y[None], PARAMS)
-    assert list(table.columns) == ["psnr", "ssim", "mse"]
+    table = metrics.score(x[None], y[None], PARAMS, np.ones((1, 16, 16), bool))
+    assert list(table.columns) == ["psnr", "ssim", "mse", "psnr_fg", "ssim_fg", "mse_fg"]
+    # With the whole image as foreground, the foreground figures are the whole-image ones.
+    for name in ("psnr", "ssim", "mse"):
+        assert table.loc[0, f"{name}_fg"] == pytest.approx(table.loc[0, name])
     assert table.loc[0, "ssim"] == pytest.approx(reference_ssim(x, y, 255.0), abs=1e-10)
     assert table.loc[0, "mse"] == pytest.approx(((x.astype(float) - y) ** 2).mean())
+
+
+def test_background_only_method_scores_high_whole_image_and_low_foreground():
+    hr = np.full((1, 64, 64), 10, np.uint8)
+    hr[0, 24:40, 28:36] = np.tile([200, 120], 64)[:128].reshape(16, 8)  # a banded "chromosome"
+    flat = hr.copy()
+    flat[0, 24:40, 28:36] = 160  # background perfect, bands lost
+    masks = metrics.foreground_masks(hr, ["light_on_dark"], [60.0], dilation=2)
+    assert masks[0][24:40, 28:36].all() and 16 * 8 < masks[0].sum() <= 20 * 12  # the object grown by 2 px
+    table = metrics.score(hr, flat, {**PARAMS, "ssim_window": 7}, masks)
+    assert table.loc[0, "psnr"] > 25
+    assert table.loc[0, "psnr_fg"] < table.loc[0, "psnr"] - 10
+    assert table.loc[0, "ssim_fg"] < table.loc[0, "ssim"]
+
+
+def test_no_reference_scores_and_flat_image_reason():
+    rng = np.random.default_rng(0)
+    textured = [np.clip(rng.normal(120, 40, (64, 64)), 0, 255).astype(np.uint8) for _ in range(4)]
+    pristine = niqe.fit_pristine(textured, patch_size=16)
+    table = metrics.no_reference(textured[:2] + [np.full((64, 64), 7, np.uint8)], pristine, 16)
+    assert np.isfinite(table["niqe"].iloc[:2]).all() and (table["niqe_error"].iloc[:2] == "").all()
+    assert np.isnan(table["niqe"].iloc[2]) and "flat" in table["niqe_error"].iloc[2]
+    assert table["piqe"].between(0, 100).all()
+
+
+def _pristine(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "pristine.npz"
+    niqe.save_params(path, *niqe.fit_pristine([rng.integers(0, 256, (64, 64)).astype(np.uint8) for _ in range(3)],
+                                                patch_size=16))
+    return path
 
 
 def test_run_matches_sr_to_hr(tmp_path):
     rng = np.random.default_rng(0)
     hr = {f"d/g/{i}": rng.integers(0, 256, (16, 16), dtype=np.uint8) for i in range(4)}
-    shards.write_shard(tmp_path / "hr.parquet", pd.DataFrame({"image_id": list(hr)}), list(hr.values()))
+    shards.write_shard(tmp_path / "hr.parquet", pd.DataFrame({"image_id": list(hr), "polarity": "light_on_dark",
+                                                              "threshold_level": 100.0}), list(hr.values()))
     ids = ["d/g/2", "d/g/0"]
     sr = [np.clip(hr[i].astype(int) + 3, 0, 255).astype(np.uint8) for i in ids]
     sr_meta = pd.DataFrame({"image_id": ids, "label": pd.array([1, 2], dtype="Int8"), "class_name": ["2", "3"],
                             "profile": "x4", "method": "nearest"})
     shards.write_shard(tmp_path / "sr.parquet", sr_meta, sr)
-    metrics.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, tmp_path / "m.parquet")
+    metrics.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, _pristine(tmp_path), tmp_path / "m.parquet")
     table = shards.read_table(tmp_path / "m.parquet")
+    assert set(metrics.METRIC_COLUMNS) <= set(table.columns)
     assert list(table["image_id"]) == ["d/g/0", "d/g/2"]
     for row in table.itertuples():
         expected = np.clip(hr[row.image_id].astype(int) + 3, 0, 255)
@@ -207,7 +244,7 @@ def test_run_missing_hr(tmp_path):
                                                               "profile": "p", "method": "m"}),
                        [np.zeros((16, 16), np.uint8)])
     with pytest.raises(ValueError, match="zz"):
-        metrics.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, tmp_path / "m.parquet")
+        metrics.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, tmp_path / "none.npz", tmp_path / "m.parquet")
 
 
 def test_summarise():
@@ -218,6 +255,9 @@ def test_summarise():
         "ssim": [0.9, 0.8, 0.7, 0.5, 0.7, 0.4],
         "mse": [1.0, 2.0, 3.0, 4.0, 6.0, 9.0],
     })
+    for column in metrics.METRIC_COLUMNS[3:]:
+        per_image[column] = per_image["mse"]
+    per_image.loc[0, "niqe"] = np.nan  # an image NIQE could not score
     summary = summarise(per_image)
     assert list(zip(summary["profile"], summary["method"])) == [("x2", "bicubic"), ("x2", "nearest"),
                                                                 ("x4", "bicubic")]
@@ -227,5 +267,6 @@ def test_summarise():
     assert row["mse_mean"] == pytest.approx(2.0) and row["n_images"] == 3
     assert summary.iloc[1]["n_images"] == 1 and np.isnan(summary.iloc[1]["psnr_std"])
     assert summary.iloc[2]["mse_mean"] == pytest.approx(5.0)
+    assert row["niqe_mean"] == pytest.approx(2.5)
     assert summary["n_images"].sum() == len(per_image)
     assert {"psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "mse_mean", "mse_std", "n_images"} <= set(summary.columns)

@@ -137,8 +137,21 @@ def test_class_counts_missing_split_column_filled():
 def test_method_table_gain_over_bicubic():
     summary = pd.DataFrame({"profile": ["x2", "x2", "x4", "x4"], "method": ["bicubic", "nearest", "bicubic", "lanczos"],
                             "psnr_mean": [30.0, 27.5, 25.0, 25.5]})
-    table = report.method_table(summary)
-    assert list(table["psnr_gain_vs_bicubic_db"]) == pytest.approx([0.0, -2.5, 0.0, 0.5])
+    summary["ssim_mean"] = [0.8, 0.6, 0.5, 0.55]
+    table = report.method_table(summary, ["nearest", "bicubic", "lanczos"])
+    assert list(table["method"]) == ["nearest", "bicubic", "bicubic", "lanczos"]
+    assert list(table["psnr_gain_pct"]) == pytest.approx([-100 * 2.5 / 30, 0.0, 0.0, 100 * 0.5 / 25])
+    assert list(table["ssim_gain_pct"]) == pytest.approx([-25.0, 0.0, 0.0, 10.0])
+
+
+def test_comparison_marks_the_best_value_per_column():
+    summary = pd.DataFrame({"profile": "x4", "method": ["bicubic", "srresnet"], "psnr_mean": [30.0, 31.0],
+                            "psnr_std": [1.0, 1.5], "mse_mean": [20.0, 10.0], "mse_std": [2.0, 1.0],
+                            "ssim_mean": [0.9, 0.8], "ssim_std": [0.01, 0.02]})
+    marked = report.comparison(report.method_table(summary, ["bicubic", "srresnet"]), "x4")
+    assert "<b>31.00 ± 1.50</b>" in marked.html and "<b>10.00 ± 1.00</b>" in marked.html
+    assert "<b>0.9000 ± 0.0100</b>" in marked.html  # SSIM: higher is better, bicubic wins here
+    assert "**31.00 ± 1.50**" in marked.markdown
 
 
 def test_rejected_table():

@@ -9,14 +9,17 @@ import pytest
 
 from karyosr import shards
 from karyosr.degrade import INTERPOLATION
-from karyosr.upscale import METHODS, SR_COLUMNS, run, select_split, upscale
+from karyosr.config import INTERPOLATION_METHODS as METHODS
+from karyosr.upscale import SR_COLUMNS, run, select_split, upscale
+
+UNSHARP = {"sigma": 1.0, "amount": 1.0}
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
 def test_size_and_dtype(method, scale):
     lr = np.random.default_rng(0).integers(0, 256, (5, 7), dtype=np.uint8)
-    sr = upscale(lr, scale, method)
+    sr = upscale(lr, scale, method, UNSHARP)
     assert sr.shape == (5 * scale, 7 * scale)
     assert sr.dtype == np.uint8
 
@@ -30,7 +33,7 @@ def test_overshoot_clipped_to_dtype_range(dtype, method):
     lr[4:, :2] = peak
     raw = cv2.resize(lr.astype(np.float32), (32, 32), interpolation=INTERPOLATION[method])
     assert raw.max() > peak and raw.min() < 0  # the kernel really overshoots here
-    sr = upscale(lr, 4, method)
+    sr = upscale(lr, 4, method, UNSHARP)
     assert sr.dtype == dtype
     assert sr.min() == 0 and sr.max() == peak
     np.testing.assert_array_equal(sr, np.clip(np.rint(raw), 0, peak).astype(dtype))
@@ -39,7 +42,7 @@ def test_overshoot_clipped_to_dtype_range(dtype, method):
 def test_uint16_values_kept():
     lr = np.full((4, 4), 40000, np.uint16)
     for method in METHODS:
-        sr = upscale(lr, 2, method)
+        sr = upscale(lr, 2, method, UNSHARP)
         assert sr.dtype == np.uint16 and (sr == 40000).all(), method
 
 
@@ -50,13 +53,13 @@ def test_nearest_inverts_nearest_decimation_of_block_image(scale):
     hr = np.kron(blocks, np.ones((scale, scale), np.uint8))  # constant scale x scale blocks
     lr = cv2.resize(hr, (5, 6), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(lr, blocks)
-    np.testing.assert_array_equal(upscale(lr, scale, "nearest"), hr)
+    np.testing.assert_array_equal(upscale(lr, scale, "nearest", UNSHARP), hr)
 
 
 def test_constant_image_stays_constant():
     lr = np.full((6, 6), 77, np.uint8)
     for method in METHODS:
-        assert (upscale(lr, 4, method) == 77).all(), method
+        assert (upscale(lr, 4, method, UNSHARP) == 77).all(), method
 
 
 def _lr_shard(tmp_path):
@@ -88,7 +91,7 @@ def test_select_split(tmp_path):
 
 def test_run(tmp_path):
     meta, images = _lr_shard(tmp_path)
-    run(tmp_path / "lr.parquet", "bicubic", tmp_path / "sr" / "000.parquet")
+    run(tmp_path / "lr.parquet", "bicubic", UNSHARP, tmp_path / "sr" / "000.parquet")
     sr_meta, sr = shards.read_shard(tmp_path / "sr" / "000.parquet")
     assert list(sr_meta["image_id"]) == ["d/g1/a", "d/g2/c"]
     assert [c for c in sr_meta.columns if c not in ("height", "width", "dtype")] == SR_COLUMNS
@@ -97,13 +100,23 @@ def test_run(tmp_path):
     lr_by_id = dict(zip(meta["image_id"], images))
     for image_id, image in zip(sr_meta["image_id"], sr):
         assert image.shape == (32, 32)
-        np.testing.assert_array_equal(image, upscale(lr_by_id[image_id], 4, "bicubic"))
+        np.testing.assert_array_equal(image, upscale(lr_by_id[image_id], 4, "bicubic", UNSHARP))
 
 
 def test_run_other_split_and_empty(tmp_path):
     _lr_shard(tmp_path)
-    run(tmp_path / "lr.parquet", "nearest", tmp_path / "val.parquet", split="val")
+    run(tmp_path / "lr.parquet", "nearest", UNSHARP, tmp_path / "val.parquet", split="val")
     assert list(shards.read_shard_meta(tmp_path / "val.parquet")["image_id"]) == ["d/g3/d"]
-    run(tmp_path / "lr.parquet", "nearest", tmp_path / "none.parquet", split="nonexistent")
+    run(tmp_path / "lr.parquet", "nearest", UNSHARP, tmp_path / "none.parquet", split="nonexistent")
     meta, images = shards.read_shard(tmp_path / "none.parquet")
     assert images == [] and len(meta) == 0
+
+
+def test_unsharp_is_sharper_than_bicubic_and_keeps_flat_areas():
+    lr = np.full((16, 16), 40, np.uint8)
+    lr[6:10, 4:12] = 200
+    bicubic = upscale(lr, 4, "bicubic", UNSHARP).astype(float)
+    sharp = upscale(lr, 4, "unsharp", UNSHARP).astype(float)
+    assert np.abs(np.diff(sharp, axis=0)).max() > np.abs(np.diff(bicubic, axis=0)).max()
+    assert sharp[0, 0] == bicubic[0, 0] == 40
+    assert upscale(lr, 4, "unsharp", {"sigma": 1.0, "amount": 0.0}).tolist() == bicubic.astype(np.uint8).tolist()

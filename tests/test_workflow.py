@@ -109,10 +109,14 @@ def test_training_history_and_checkpoints(run_dir):
 def test_report_is_complete(run_dir):
     report = run_dir / "results/report"
     page = (report / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 2 + 2 + 1  # sample grids, NIQE/PIQE box plots, training curves
     assert "x4_bicubic" in page and "bicubic" in page and "Images per stage" in page
     markdown = (report / "summary.md").read_text()
-    assert "| profile | method |" in markdown
+    assert "| method | PSNR (dB) | SSIM | PSNR fg (dB) |" in markdown and "**" in markdown
+    for section in ("Interpolation vs super-resolution, x4_bicubic", "MSE: filter sharpening vs learned sharpening",
+                    "No-reference quality before and after enhancement", "Training curves", "Images per class"):
+        assert section in page and section in markdown
+    assert "| srresnet |" in markdown and "nan" not in markdown.lower()
     for name in ("sr_methods", "stage_counts", "class_counts", "rejected", "software"):
         assert (report / "tables" / f"{name}.csv").exists()
         assert (report / "tables" / f"{name}.parquet").exists()
@@ -139,7 +143,7 @@ def test_snakemake_report_archive(run_dir):
     with zipfile.ZipFile(run_dir / "report.zip") as archive:
         names = archive.namelist()
     assert any(n.endswith("report.html") for n in names)
-    assert sum(n.endswith(".png") for n in names) == 2
+    assert sum(n.endswith(".png") for n in names) == 5
     assert any(n.endswith("index.html") for n in names)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
+INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "unsharp")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -82,6 +82,8 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"config key dataset.layout.group_regex: {layout['group_regex']!r} needs a named group "
                 "'(?P<group>...)' that extracts the split group from the file name"
             )
+    if config["metrics"]["niqe_patch_size"] % 2:
+        raise ConfigError(f"config key metrics.niqe_patch_size: {config['metrics']['niqe_patch_size']} must be even")
     if config["metrics"]["ssim_window"] % 2 == 0:
         raise ConfigError(f"config key metrics.ssim_window: {config['metrics']['ssim_window']} must be odd")
 

@@ -7,6 +7,7 @@ import html
 import io
 import logging
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -44,12 +45,123 @@ def class_counts(split: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def method_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """profile x method with PSNR/SSIM/MSE mean ± std and the PSNR gain over bicubic."""
+COMPARISON_COLUMNS = [
+    # (summary column, heading, higher is better)
+    ("psnr_mean", "PSNR (dB)", True),
+    ("ssim_mean", "SSIM", True),
+    ("psnr_fg_mean", "PSNR fg (dB)", True),
+    ("ssim_fg_mean", "SSIM fg", True),
+    ("mse_mean", "MSE", False),
+    ("mse_fg_mean", "MSE fg", False),
+    ("niqe_mean", "NIQE", False),
+    ("piqe_mean", "PIQE", False),
+    ("psnr_gain_pct", "PSNR vs bicubic (%)", True),
+    ("ssim_gain_pct", "SSIM vs bicubic (%)", True),
+]
+
+
+def method_table(summary: pd.DataFrame, method_order: list[str]) -> pd.DataFrame:
+    """profile x method, every metric's mean and std, and the % change over bicubic of PSNR and
+    SSIM (the layout of the MRI super-resolution study's tables)."""
     table = summary.copy()
-    bicubic = table[table["method"] == "bicubic"].set_index("profile")["psnr_mean"]
-    table["psnr_gain_vs_bicubic_db"] = table["psnr_mean"] - table["profile"].map(bicubic)
-    return table
+    for metric in ("psnr", "ssim"):
+        bicubic = table[table["method"] == "bicubic"].set_index("profile")[f"{metric}_mean"]
+        reference = table["profile"].map(bicubic)
+        table[f"{metric}_gain_pct"] = 100.0 * (table[f"{metric}_mean"] - reference) / reference
+    rank = {m: i for i, m in enumerate(method_order)}
+    table["order"] = table["method"].map(lambda m: rank.get(m, len(rank)))
+    return table.sort_values(["profile", "order"]).drop(columns="order").reset_index(drop=True)
+
+
+@dataclass
+class Marked:
+    """A table rendered twice, with the best value of each column in bold."""
+
+    html: str
+    markdown: str
+
+
+def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, std: bool = True) -> Marked:
+    rows = table[table["profile"] == profile].reset_index(drop=True)
+    present = [(c, h, up) for c, h, up in columns if c in rows and rows[c].notna().any()]
+    best = {c: (rows[c].idxmax() if up else rows[c].idxmin()) for c, _, up in present}
+
+    def cell(i, column, bold):
+        value = rows.at[i, column]
+        if pd.isna(value):
+            return "–"
+        digits = 4 if "ssim" in column and "pct" not in column else 2
+        text = f"{value:.{digits}f}"
+        spread = column.replace("_mean", "_std")
+        if std and column.endswith("_mean") and spread in rows and not pd.isna(rows.at[i, spread]):
+            text += f" ± {rows.at[i, spread]:.{digits}f}"
+        return bold(text) if best[column] == i else text
+
+    headers = ["method"] + [h for _, h, _ in present]
+    html_rows = "".join(
+        "<tr><td>" + html.escape(rows.at[i, "method"]) + "</td>"
+        + "".join(f"<td>{cell(i, c, lambda t: f'<b>{t}</b>')}</td>" for c, _, _ in present) + "</tr>"
+        for i in rows.index
+    )
+    page = ('<table class="table"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+            + f"</tr></thead><tbody>{html_rows}</tbody></table>")
+    md = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join([rows.at[i, "method"]] + [cell(i, c, lambda t: f"**{t}**") for c, _, _ in present]) + " |"
+           for i in rows.index]
+    return Marked(page, "\n".join(md))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, png, svg=None) -> None:
+    plt = _pyplot()
+    for path, fmt in ((png, "png"), (svg, "svg")):
+        if path:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+            atomic.write_bytes(path, buffer.getvalue())
+    plt.close(fig)
+
+
+def quality_boxplots(per_image: pd.DataFrame, hr_quality: pd.DataFrame, profile: str, methods: list[str],
+                     out_png, out_svg) -> None:
+    """NIQE and PIQE before/after enhancement: a box (quartiles, median, whiskers, outliers) per
+    method on this profile's test images, and the HR images for reference."""
+    plt = _pyplot()
+    rows = per_image[per_image["profile"] == profile]
+    names = [m for m in methods if m in set(rows["method"])] + ["HR"]
+    fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names)) * 2, 4))
+    for ax, metric in zip(axes, ("niqe", "piqe")):
+        data = [(hr_quality if n == "HR" else rows[rows["method"] == n])[metric].dropna().to_numpy() for n in names]
+        ax.boxplot(data, tick_labels=names, showfliers=True)
+        ax.set_title(f"{metric.upper()} (lower is better), {profile}")
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    _save(fig, out_png, out_svg)
+
+
+def training_curves(histories: dict[str, pd.DataFrame], out_png, out_svg) -> None:
+    """Training loss and validation PSNR per epoch, one line per model; dots mark kept epochs."""
+    plt = _pyplot()
+    fig, (loss_ax, psnr_ax) = plt.subplots(1, 2, figsize=(12, 4))
+    for name, history in sorted(histories.items()):
+        loss = "train_total" if "train_total" in history else "train_pixel"
+        line, = loss_ax.plot(history["epoch"], history[loss], label=name)
+        psnr_ax.plot(history["epoch"], history["val_psnr"], label=name, color=line.get_color())
+        best = history[history["best"]]
+        psnr_ax.plot(best["epoch"], best["val_psnr"], "o", color=line.get_color())
+    loss_ax.set(title="training loss", xlabel="epoch", yscale="log")
+    psnr_ax.set(title="validation PSNR (dB); dot = epoch kept", xlabel="epoch")
+    psnr_ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out_png, out_svg)
 
 
 def rejected_table(quarantined: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
@@ -83,12 +195,9 @@ def load_images(paths, ids: list[str]) -> dict[str, np.ndarray]:
 
 
 def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_png) -> None:
-    """Rows: sample images; columns: LR (pixel-replicated), each SR method, HR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Rows: sample images; columns: LR (pixel-replicated), each SR method, HR. Each panel has a
+    2x zoomed inset of the chromosome's centre, where bands and centromere decide the class."""
+    plt = _pyplot()
     columns = [("LR", lr)] + [(m, imgs) for m, imgs in sr.items()] + [("HR", hr)]
     fig, axes = plt.subplots(len(ids), len(columns), figsize=(1.6 * len(columns), 1.6 * len(ids)), squeeze=False)
     for r, image_id in enumerate(ids):
@@ -99,16 +208,23 @@ def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_pn
             ax.imshow(image, cmap="gray", vmin=0, vmax=peak, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
+            h, w = image.shape
+            if min(h, w) < 16:
+                continue
+            inset = ax.inset_axes([0.62, 0.62, 0.38, 0.38])
+            inset.imshow(image[h // 2 - h // 8 : h // 2 + h // 8, w // 2 - w // 8 : w // 2 + w // 8],
+                         cmap="gray", vmin=0, vmax=peak, interpolation="nearest")
+            inset.set_xticks([])
+            inset.set_yticks([])
+            for spine in inset.spines.values():
+                spine.set_edgecolor("orange")
             if r == 0:
                 ax.set_title(name, fontsize=9)
             if c == 0:
                 ax.set_ylabel(image_id.split("/")[-1], fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic.write_bytes(out_png, buffer.getvalue())
+    _save(fig, out_png)
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
@@ -161,6 +277,9 @@ def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], c
         if isinstance(body, pd.DataFrame):
             parts_html.append(html_table(body))
             parts_md.append(markdown_table(body))
+        elif isinstance(body, Marked):
+            parts_html.append(body.html)
+            parts_md.append(body.markdown)
         else:
             parts_html.append(_embed_png(body))
             parts_md.append(f"![{heading}]({Path(body).name})")

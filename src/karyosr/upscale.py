@@ -17,14 +17,20 @@ from karyosr.degrade import IDENTITY_COLUMNS, INTERPOLATION
 
 log = logging.getLogger(__name__)
 
-METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
 SR_COLUMNS = IDENTITY_COLUMNS + ["profile", "method", "scale"]
 
 
-def upscale(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """Resize by ``scale``; cubic kernels overshoot, so results are clipped to the dtype range."""
+def upscale(lr: np.ndarray, scale: int, method: str, unsharp: dict | None = None) -> np.ndarray:
+    """Resize by ``scale``; cubic kernels overshoot, so results are clipped to the dtype range.
+
+    'unsharp' is the filter-sharpening baseline: bicubic, then an unsharp mask
+    (image + amount x (image - Gaussian(image, sigma))).
+    """
     size = (lr.shape[1] * scale, lr.shape[0] * scale)
-    out = cv2.resize(lr.astype(np.float32), size, interpolation=INTERPOLATION[method])
+    kernel = INTERPOLATION["bicubic" if method == "unsharp" else method]
+    out = cv2.resize(lr.astype(np.float32), size, interpolation=kernel)
+    if method == "unsharp":
+        out = out + unsharp["amount"] * (out - cv2.GaussianBlur(out, (0, 0), unsharp["sigma"]))
     peak = 65535 if lr.dtype == np.uint16 else 255
     return np.clip(np.rint(out), 0, peak).astype(lr.dtype)
 
@@ -34,9 +40,9 @@ def select_split(meta: pd.DataFrame, images: list[np.ndarray], split: str):
     return meta.loc[keep].reset_index(drop=True), [im for im, k in zip(images, keep) if k]
 
 
-def run(in_shard, method: str, out_shard, split: str = "test") -> None:
+def run(in_shard, method: str, unsharp: dict, out_shard, split: str = "test") -> None:
     meta, images = select_split(*shards.read_shard(in_shard), split)
-    out = [upscale(lr, int(scale), method) for lr, scale in zip(images, meta["scale"])]
+    out = [upscale(lr, int(scale), method, unsharp) for lr, scale in zip(images, meta["scale"])]
     meta = meta.assign(method=method)[SR_COLUMNS]
     shards.write_shard(out_shard, meta, out)
     log.info("%s: %d %s images upscaled", method, len(out), split)

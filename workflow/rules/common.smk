@@ -25,6 +25,8 @@ localrules:
     split,
     aggregate_metrics,
     sample_grid,
+    plot_quality,
+    plot_training,
     report,
 
 

@@ -1,7 +1,26 @@
+rule fit_niqe:
+    input:
+        hr=shard_paths("crop_filter"),
+        split="results/split/manifest.parquet",
+    output:
+        "results/metrics/niqe_pristine.npz",
+    params:
+        metrics=config["metrics"],
+    log:
+        "results/logs/fit_niqe.log",
+    benchmark:
+        "results/benchmarks/fit_niqe.tsv"
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/fit_niqe.py"
+
+
 rule metrics:
     input:
         hr="results/crop_filter/shards/{shard}.parquet",
         sr="results/sr/{method}/{profile}/shards/{shard}.parquet",
+        pristine="results/metrics/niqe_pristine.npz",
     output:
         "results/metrics/{method}/{profile}/{shard}.parquet",
     params:
@@ -14,15 +33,34 @@ rule metrics:
         "../scripts/metrics.py"
 
 
+rule hr_quality:
+    input:
+        hr="results/crop_filter/shards/{shard}.parquet",
+        split="results/split/manifest.parquet",
+        pristine="results/metrics/niqe_pristine.npz",
+    output:
+        "results/metrics/HR/{shard}.parquet",
+    params:
+        metrics=config["metrics"],
+    log:
+        "results/logs/metrics/HR/{shard}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/hr_quality.py"
+
+
 rule aggregate_metrics:
     input:
-        [
+        sr=[
             f"results/metrics/{method}/{profile}/{shard}.parquet"
             for method, profile in method_profile_pairs()
             for shard in SHARDS
         ],
+        hr=expand("results/metrics/HR/{shard}.parquet", shard=SHARDS),
     output:
         per_image="results/metrics/per_image.parquet",
+        hr_quality="results/metrics/hr_quality.parquet",
         summary=report(
             "results/metrics/summary.csv",
             caption="../report/metrics.rst",

@@ -22,6 +22,42 @@ rule sample_grid:
         "../scripts/sample_grid.py"
 
 
+rule plot_quality:
+    input:
+        per_image="results/metrics/per_image.parquet",
+        hr_quality="results/metrics/hr_quality.parquet",
+    output:
+        png=report(
+            "results/report/quality_{profile}.png",
+            caption="../report/quality.rst",
+            category="No-reference quality",
+            subcategory="{profile}",
+        ),
+        svg="results/report/quality_{profile}.svg",
+    params:
+        methods=lambda wc: methods_for(wc.profile),
+    log:
+        "results/logs/report/quality_{profile}.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/plot_quality.py"
+
+
+rule plot_training:
+    input:
+        [f"results/models/{model}/{profile}/history.parquet" for model in SR_MODELS for profile in SR_PROFILES],
+    output:
+        png=report("results/report/training_curves.png", caption="../report/training.rst", category="Training"),
+        svg="results/report/training_curves.svg",
+    log:
+        "results/logs/report/training_curves.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/plot_training.py"
+
+
 rule report:
     input:
         summary="results/metrics/summary.parquet",
@@ -30,7 +66,10 @@ rule report:
         cropped="results/crop_filter/manifest.parquet",
         rejected="results/crop_filter/rejected.parquet",
         split="results/split/manifest.parquet",
+        per_image="results/metrics/per_image.parquet",
         grids=expand("results/report/samples_{profile}.png", profile=PROFILES),
+        quality=expand("results/report/quality_{profile}.png", profile=PROFILES),
+        training=["results/report/training_curves.png"] if SR_MODELS and SR_PROFILES else [],
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         markdown="results/report/summary.md",
@@ -38,6 +77,7 @@ rule report:
     params:
         report=config["report"],
         profiles=list(PROFILES),
+        methods=METHODS + list(SR_MODELS),
         config=config,
     log:
         "results/logs/report/report.log",

@@ -5,7 +5,9 @@ rule upscale:
     output:
         "results/sr/{method}/{profile}/shards/{shard}.parquet",
     wildcard_constraints:
-        method=r"nearest|bilinear|bicubic|lanczos",
+        method=r"nearest|bilinear|bicubic|lanczos|unsharp",
+    params:
+        unsharp=lambda wc: config["upscale"]["unsharp"] if wc.method == "unsharp" else None,
     log:
         "results/logs/sr/{method}/{profile}/{shard}.log",
     conda:

@@ -5,15 +5,17 @@ import yaml
 from karyosr import logs, report, shards
 
 logs.setup(snakemake.log[0])
-inputs, out_dir = snakemake.input, Path(snakemake.output.html).parent
+inputs, params = snakemake.input, snakemake.params
+out_dir = Path(snakemake.output.html).parent
 ingested = shards.read_table(inputs.ingest)
 quarantined = shards.read_table(inputs.quarantined)
 cropped = shards.read_table(inputs.cropped)
 rejected = shards.read_table(inputs.rejected)
 split = shards.read_table(inputs.split)
+methods = report.method_table(shards.read_table(inputs.summary), params.methods)
 
 tables = {
-    "sr_methods": report.method_table(shards.read_table(inputs.summary)),
+    "sr_methods": methods,
     "stage_counts": report.stage_counts(ingested, quarantined, cropped, rejected, split),
     "class_counts": report.class_counts(split),
     "rejected": report.rejected_table(quarantined, rejected),
@@ -22,18 +24,32 @@ tables = {
 for name, table in tables.items():
     report.save_table(table, out_dir, name)
 
-sections = [
-    ("Super-resolution: method x degradation profile",
-     "PSNR (dB), SSIM and MSE of each method's output against the HR test image, mean and standard "
-     "deviation over the test split; gain in PSNR over bicubic interpolation.",
-     tables["sr_methods"]),
-    *[(f"Sample test images, {profile}",
-       "Left to right: the LR input (pixels enlarged), each method's output, the HR image.",
-       grid) for profile, grid in zip(snakemake.params.profiles, inputs.grids)],
+filter_columns = [c for c in report.COMPARISON_COLUMNS if c[0] in ("mse_mean", "mse_fg_mean", "psnr_fg_mean")]
+sections = []
+for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality):
+    sections += [
+        (f"Interpolation vs super-resolution, {profile}",
+         "Mean ± standard deviation over the test images; 'fg' = inside the chromosome mask (the HR "
+         "foreground, dilated), where whole-image figures are inflated by uniform background; % change "
+         "of PSNR and SSIM over bicubic. Best value of each column in bold.",
+         report.comparison(methods, profile)),
+        (f"MSE: filter sharpening vs learned sharpening, {profile}",
+         "Mean squared error against HR of the bicubic image, the unsharp-mask filter applied to it, and "
+         "every learned method.",
+         report.comparison(methods, profile, filter_columns)),
+        (f"No-reference quality before and after enhancement, {profile}",
+         "NIQE and PIQE per method and for the HR images; lower is better.", quality),
+        (f"Sample test images, {profile}",
+         "Left to right: the LR input (pixels enlarged), each method's output, the HR image; insets "
+         "zoom 2x into the centre.", grid),
+    ]
+if inputs.training:
+    sections.append(("Training curves", "Training loss and validation PSNR per epoch; dots mark the epochs kept.",
+                     inputs.training[0]))
+sections += [
     ("Images per stage", "What each stage took in, kept and set aside.", tables["stage_counts"]),
     ("Images per class and split", "Counts after cropping and filtering.", tables["class_counts"]),
     ("Quarantined and rejected images", "Every input that did not go on, with the reason.", tables["rejected"]),
     ("Software", "Versions this report was made with.", tables["software"]),
 ]
-report.write_report(out_dir, snakemake.params.report["title"], sections,
-                    yaml.safe_dump(snakemake.params.config, sort_keys=False))
+report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(params.config, sort_keys=False))

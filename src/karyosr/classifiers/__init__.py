@@ -1,0 +1,147 @@
+"""Chromosome classification backbones (plain torch, one file per architecture).
+
+Contract shared by every backbone (see :class:`~karyosr.classifiers._common.Backbone`):
+
+* input ``(N, 1, H, W)`` float in [0, 1], any ``H, W >= 32`` (adaptive pooling; smaller inputs
+  raise ValueError); output ``(N, num_classes)`` logits (24 = chromosomes 1-22, X, Y; no softmax);
+* ``features(x) -> (N, model.num_features)`` penultimate-layer features (for t-SNE plots) and
+  ``forward(x) = model.classifier(model.features(x))``;
+* ``width`` (float) multiplies every channel / dense count (each at least 4) and a depth setting
+  (``depth`` / ``middle_repeats`` / ``repeats``) shrinks the network; defaults = published sizes.
+
+Registry and helpers:
+
+* ``BACKBONES``: name -> class (``dcnn``, ``resnet18``, ``resnet50``, ``vgg19``, ``xception``,
+  ``inception_resnet_v2``); ``build_backbone(name, num_classes=24, width=1.0, **kwargs)``.
+* ``load_weights(model, path, strict=True, skip_classifier=False)``: safe weights-only loading.
+* ``count_parameters(model)``: trainable parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from karyosr.archs._common import count_parameters, load_checkpoint
+from karyosr.classifiers._common import Backbone
+from karyosr.classifiers.dcnn import DCNN
+from karyosr.classifiers.inception_resnet_v2 import InceptionResNetV2
+from karyosr.classifiers.resnet import ResNet, ResNet18, ResNet50
+from karyosr.classifiers.vgg19 import VGG19
+from karyosr.classifiers.xception import Xception
+
+log = logging.getLogger(__name__)
+
+BACKBONES: dict[str, type[Backbone]] = {
+    "dcnn": DCNN,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+    "vgg19": VGG19,
+    "xception": Xception,
+    "inception_resnet_v2": InceptionResNetV2,
+}
+
+__all__ = [
+    "BACKBONES",
+    "DCNN",
+    "Backbone",
+    "InceptionResNetV2",
+    "ResNet",
+    "ResNet18",
+    "ResNet50",
+    "VGG19",
+    "Xception",
+    "build_backbone",
+    "count_parameters",
+    "load_weights",
+]
+
+
+def build_backbone(name: str, num_classes: int = 24, width: float = 1.0, **kwargs) -> Backbone:
+    """Build the backbone registered as ``name``.
+
+    ``kwargs`` go to the class: ``depth`` (dcnn: conv layers 1-6; resnet18/50: blocks per stage;
+    vgg19: convs per block), ``middle_repeats`` (xception), ``repeats`` (inception_resnet_v2),
+    ``small_input`` (resnet18/50, inception_resnet_v2), ``batch_norm`` / ``pool_size`` (vgg19),
+    ``dropout``, ``in_channels``. Raises ValueError for an unknown name (listing the known ones)
+    and for invalid settings; an argument the class does not take raises TypeError naming it.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown classification backbone {name!r}; known backbones: {', '.join(sorted(BACKBONES))}")
+    cls = BACKBONES[name]
+    try:
+        return cls(num_classes=num_classes, width=width, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from exc
+
+
+def _few(keys, n: int = 5) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _unwrap(payload: Mapping) -> Mapping:
+    """Tensors of a checkpoint saved plain or as ``{"model" | "params_ema" | "params" |
+    "state_dict": {...}}``, with a DataParallel ``module.`` prefix stripped."""
+    for key in ("model", "params_ema", "params", "state_dict"):
+        if key in payload and isinstance(payload[key], Mapping):
+            payload = payload[key]
+            break
+    if payload and all(isinstance(k, str) and k.startswith("module.") for k in payload):
+        payload = {k[len("module."):]: v for k, v in payload.items()}
+    return payload
+
+
+def load_weights(model: nn.Module, path, strict: bool = True, skip_classifier: bool = False) -> nn.Module:
+    """Load a state dict from ``path`` into ``model`` and return the model.
+
+    * Reads with :func:`karyosr.archs._common.load_checkpoint` (``torch.load(..., weights_only=True)``);
+      a file pickling Python objects is refused with a ValueError naming the file, a missing file
+      raises FileNotFoundError.
+    * Unwraps ``{"model" | "params_ema" | "params" | "state_dict": ...}`` and a ``module.`` prefix.
+    * ``skip_classifier=True`` ignores the ``classifier.*`` tensors of the file and keeps the
+      model's own (fresh) output layer: fine-tuning from a model trained with another
+      ``num_classes``.
+    * Shape mismatches always raise ValueError naming the file and a few offending tensors; key
+      mismatches raise ValueError naming the file and a few missing / unexpected keys, or with
+      ``strict=False`` are logged and the matching tensors loaded.
+    """
+    payload = load_checkpoint(path)
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(payload).__name__}")
+    state = dict(_unwrap(payload))
+    not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
+    if not_tensors:
+        raise ValueError(f"{path}: not a state dict; entries that are not tensors: {_few(map(str, not_tensors))}")
+
+    expected = model.state_dict()
+    if skip_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        expected = {k: v for k, v in expected.items() if not k.startswith("classifier.")}
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if wrong_shape:
+        hint = "" if skip_classifier else " (a different num_classes? use skip_classifier=True)"
+        raise ValueError(
+            f"{path}: weights do not fit {type(model).__name__}; shape mismatches: {_few(wrong_shape, 3)}"
+            + (hint if any(s.startswith("classifier.") for s in wrong_shape) else "")
+        )
+    if missing or unexpected:
+        message = (
+            f"{path}: keys do not match {type(model).__name__}: "
+            f"{len(missing)} missing [{_few(missing)}], {len(unexpected)} unexpected [{_few(unexpected)}]"
+        )
+        if strict:
+            raise ValueError(message)
+        log.warning("%s (loaded the rest, strict=False)", message)
+    model.load_state_dict(state, strict=False)
+    return model

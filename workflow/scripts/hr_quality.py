@@ -1,0 +1,6 @@
+from karyosr import logs, metrics
+
+logs.setup(snakemake.log[0])
+metrics.run_hr_quality(
+    snakemake.input.hr, snakemake.input.split, snakemake.params.metrics, snakemake.input.pristine, snakemake.output[0]
+)

@@ -1,0 +1,253 @@
+"""Chromosome classification: input preparation, training, prediction and evaluation.
+
+An experiment trains one backbone on one kind of input:
+
+* ``hr``: the cropped HR images (the upper bound);
+* ``lr:<profile>``: LR images upsampled back to HR size with bicubic interpolation (the baseline);
+* ``sr:<model>:<profile>``: a trained SR model's outputs (two-stage, as SRAS-net);
+* ``super:<sr_arch>:<profile>``: SR layers trained jointly with the backbone from the LR images
+  (Super-Xception and its Super-ResNet / Super-AlexNet-style variants).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from karyosr import archs, balance, classifiers, shards
+from karyosr.engine import FitSettings, autocast, fit, pick_device, prepare_module, save_checkpoint, seed_everything, write_history
+from karyosr.labels import CLASS_NAMES, N_CLASSES
+from karyosr.sr_data import to_tensor
+from karyosr.sr_infer import load_model
+from karyosr.sr_train import predict as predict_sr
+from karyosr.upscale import upscale
+
+log = logging.getLogger(__name__)
+
+
+def parse_input(key: str) -> dict:
+    """'sr:srresnet:x4_bicubic' -> {'kind': 'sr', 'model': 'srresnet', 'profile': 'x4_bicubic'}."""
+    parts = key.split(":")
+    kind = parts[0]
+    if kind == "hr" and len(parts) == 1:
+        return {"kind": "hr"}
+    if kind == "lr" and len(parts) == 2:
+        return {"kind": "lr", "profile": parts[1]}
+    if kind in ("sr", "super") and len(parts) == 3:
+        return {"kind": kind, ("model" if kind == "sr" else "arch"): parts[1], "profile": parts[2]}
+    raise ValueError(f"classifier input {key!r}: expected hr, lr:<profile>, sr:<model>:<profile> or "
+                     "super:<sr_arch>:<profile>")
+
+
+def input_slug(key: str) -> str:
+    """A path-safe name for an input key."""
+    return key.replace(":", "-")
+
+
+# --------------------------------------------------------------------------- input preparation
+
+
+def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str = "auto") -> None:
+    """LR shard -> the images a classifier of this input kind sees, for every split."""
+    meta, images = shards.read_shard(lr_shard)
+    if not images:
+        shards.write_shard(out_shard, meta, [])
+        return
+    lr = shards.stack(images)
+    if kind == "lr":
+        out = [upscale(im, int(s), "bicubic") for im, s in zip(lr, meta["scale"])]
+    else:
+        model, scale = load_model(model_path)
+        device = pick_device(device_name)
+        peak = 65535.0 if lr.dtype == np.uint16 else 255.0
+        out = list(predict_sr(model.to(device), lr, scale, peak, device))
+    shards.write_shard(out_shard, meta.drop(columns=["height", "width", "dtype"]), out)
+
+
+def load_split(shard_paths, split_manifest, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, image_ids) of one split from image shards (HR, LR or prepared inputs)."""
+    splits = shards.read_table(split_manifest, columns=["image_id", "split"]).set_index("image_id")["split"]
+    images, labels, ids = [], [], []
+    for path in shard_paths:
+        meta, shard_images = shards.read_shard(path)
+        for image_id, label, image in zip(meta["image_id"], meta["label"], shard_images):
+            if splits.get(image_id) == split and not pd.isna(label):
+                images.append(image)
+                labels.append(int(label))
+                ids.append(image_id)
+    if not images:
+        raise ValueError(f"no labelled {split!r} images in {list(shard_paths)[:2]}…")
+    order = np.argsort(np.array(ids))
+    return shards.stack([images[i] for i in order]), np.array(labels)[order], np.array(ids)[order]
+
+
+def run_balance(shard_paths, split_manifest, method: str, cfg: dict, seed: int, out_shard) -> None:
+    images, labels, ids = load_split(shard_paths, split_manifest, "train")
+    images, labels, ids, synthetic, parents = balance.balance_split(
+        images, labels, ids, method, cfg["sampling_strategy"], cfg["k_neighbors"], seed)
+    meta = pd.DataFrame({"image_id": ids, "label": pd.array(labels, dtype="Int8"),
+                         "class_name": [CLASS_NAMES[l] for l in labels], "split": "train",
+                         "synthetic": synthetic, "parents": [";".join(p) for p in parents]})
+    shards.write_shard(out_shard, meta, list(images))
+    counts = meta.groupby("class_name", sort=False)["synthetic"].agg(["size", "sum"])
+    log.info("balanced training set (%s): %d images, %d synthetic\n%s", method, len(meta), int(synthetic.sum()),
+             counts.to_string())
+
+
+# --------------------------------------------------------------------------- models
+
+
+class SuperNetwork(nn.Module):
+    """SR layers in front of a classifier, trained end to end from LR input (Super-Xception)."""
+
+    def __init__(self, sr: nn.Module, backbone: nn.Module, scale: int):
+        super().__init__()
+        self.sr, self.backbone, self.scale = sr, backbone, scale
+
+    def upscaled(self, x):
+        from karyosr.sr_train import super_resolve
+
+        return super_resolve(self.sr, x, self.scale).clamp(0, 1)
+
+    def features(self, x):
+        return self.backbone.features(self.upscaled(x))
+
+    def forward(self, x):
+        return self.backbone(self.upscaled(x))
+
+
+def build_classifier(experiment: dict, scale: int | None) -> nn.Module:
+    options = dict(experiment["backbone_options"])
+    width = options.pop("width", 1.0)
+    backbone = classifiers.build_backbone(experiment["backbone"], num_classes=N_CLASSES, width=width, **options)
+    spec = parse_input(experiment["input"])
+    if spec["kind"] == "super":
+        sr = archs.build_sr(spec["arch"], scale, **experiment["sr_options"])
+        model = SuperNetwork(sr, backbone, scale)
+    else:
+        model = backbone
+    if experiment.get("init_from"):
+        classifiers.load_weights(model, experiment["init_from"], strict=False)
+    return model
+
+
+def augment(batch: torch.Tensor, rotation_step: float, flips: bool, translate: float) -> torch.Tensor:
+    """Random rotations by multiples of ``rotation_step`` degrees (SRAS-net: 24 x 15°), flips and
+    small translations, in one grid_sample call for the whole batch. Uncovered corners take the
+    nearest edge pixel, which in a padded crop is background."""
+    n = batch.shape[0]
+    steps = max(1, round(360 / rotation_step)) if rotation_step else 1
+    angle = torch.randint(0, steps, (n,)).float() * (2 * math.pi / steps)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    flip = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if flips else torch.ones(n)
+    shift = (torch.rand(n, 2) * 2 - 1) * translate * 2
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1).to(batch.device, batch.dtype)
+    grid = F.affine_grid(theta, batch.shape, align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class ClassifierTask:
+    def __init__(self, experiment: dict, model: nn.Module, train, val, device: torch.device, weights):
+        self.cfg, self.device = experiment, device
+        self.model = prepare_module(model, device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=experiment["lr"])
+        self.train_x, self.train_y = train
+        self.val_x, self.val_y = val
+        self.peak = 65535.0 if self.train_x.dtype == np.uint16 else 255.0
+        self.weights = torch.tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
+
+    def modules(self):
+        return {"model": self.model}
+
+    def optimizers(self):
+        return {"model": self.optimizer}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        index = torch.randint(0, len(self.train_x), (cfg["batch_size"],)).numpy()
+        x = augment(to_tensor(self.train_x[index], self.peak, self.device), cfg["rotation_step"], cfg["flips"],
+                    cfg["translate"])
+        y = torch.from_numpy(self.train_y[index]).to(self.device)
+        with autocast(self.device, cfg["bf16"]):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, weight=self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"cross_entropy": float(loss)}
+
+    def validate(self) -> dict[str, float]:
+        probabilities, _ = infer(self.model, self.val_x, self.peak, self.device, self.cfg["bf16"])
+        return {"val_accuracy": float((probabilities.argmax(1) == self.val_y).mean())}
+
+    def export(self) -> dict:
+        return {"state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
+
+
+@torch.no_grad()
+def infer(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, batch_size: int = 128):
+    """Class probabilities and penultimate-layer features of images."""
+    model.eval()
+    probabilities, features = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_tensor(images[start : start + batch_size], peak, device)
+        with autocast(device, bf16):
+            feats = model.features(x)
+            logits = (model.backbone.classifier if isinstance(model, SuperNetwork) else model.classifier)(feats)
+        probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
+        features.append(feats.float().cpu().numpy())
+    return np.concatenate(probabilities), np.concatenate(features)
+
+
+def _scale_of(shard_paths) -> int | None:
+    meta = shards.read_shard_meta(shard_paths[0])
+    return int(meta["scale"].iloc[0]) if "scale" in meta else None
+
+
+def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int, out_model, out_history,
+              checkpoint_dir, threads: int = 1) -> None:
+    torch.set_num_threads(max(1, threads))
+    seed_everything(seed)
+    device = pick_device(experiment["device"])
+    train_meta, train_images = shards.read_shard(balanced)
+    train = (shards.stack(train_images), train_meta["label"].to_numpy(dtype=np.int64))
+    val_x, val_y, _ = load_split(eval_shards, split_manifest, "val")
+    weights = balance.class_weights(train[1]) if experiment["balance"] == "class_weight" else None
+    model = build_classifier(experiment, _scale_of(eval_shards))
+    log.info("%s (seed %d) on %s: %d training images (%d synthetic), %d validation, %d parameters",
+             experiment["name"], seed, device, len(train[1]), int(train_meta["synthetic"].sum()), len(val_y),
+             archs.count_parameters(model))
+    task = ClassifierTask(experiment, model, train, (val_x, val_y), device, weights)
+    settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=experiment["steps_per_epoch"],
+                           checkpoint_dir=Path(checkpoint_dir), config_slice={"experiment": experiment, "seed": seed},
+                           select_by="val_accuracy", patience=experiment["patience"],
+                           checkpoint_every=experiment["steps_per_epoch"])
+    result = fit(task, settings)
+    save_checkpoint(out_model, {"best_epoch": result.best_epoch, **result.export})
+    write_history(out_history, result)
+
+
+def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed: int, out_predictions,
+                out_features, threads: int = 1) -> None:
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(experiment["device"])
+    images, labels, ids = load_split(eval_shards, split_manifest, "test")
+    model = build_classifier({**experiment, "init_from": None}, _scale_of(eval_shards))
+    model.load_state_dict(archs.load_checkpoint(model_path)["state_dict"])
+    peak = 65535.0 if images.dtype == np.uint16 else 255.0
+    probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"])
+    table = pd.DataFrame({"image_id": ids, "label": labels, "predicted": probabilities.argmax(1),
+                          "probabilities": list(probabilities.astype(np.float32)),
+                          "experiment": experiment["name"], "seed": seed})
+    shards.write_table(out_predictions, table)
+    shards.write_table(out_features, pd.DataFrame({"image_id": ids, "label": labels,
+                                                   "features": list(features.astype(np.float32))}))
+    log.info("%s seed %d: test accuracy %.3f", experiment["name"], seed, float((table.label == table.predicted).mean()))

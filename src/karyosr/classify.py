@@ -182,7 +182,7 @@ class ClassifierTask:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"cross_entropy": float(loss)}
+        return {"cross_entropy": loss.item()}
 
     def validate(self) -> dict[str, float]:
         probabilities, _ = infer(self.model, self.val_x, self.peak, self.device, self.cfg["bf16"])

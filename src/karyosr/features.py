@@ -63,7 +63,7 @@ class FeatureTask:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"cross_entropy": float(loss)}
+        return {"cross_entropy": loss.item()}
 
     def validate(self) -> dict[str, float]:
         correct = 0

@@ -108,29 +108,29 @@ class SRTask:
                 steps = self.forward_model(lr)
                 pixel, weights = archs.srfbn_loss(steps, hr, self.attention, self.pixel_loss)
                 output = steps[-1]
-                losses["step_weight_last"] = float(weights[-1])
+                losses["step_weight_last"] = weights[-1].item()
             else:
                 output = super_resolve(self.forward_model, lr, self.scale)
                 pixel = self.pixel_loss(output, hr)
             total = cfg["pixel_weight"] * pixel
-            losses["pixel"] = float(pixel)
+            losses["pixel"] = pixel.item()
             if self.perceptual is not None:
                 perceptual = self.perceptual(output, hr)
                 total = total + cfg["perceptual_weight"] * perceptual
-                losses["perceptual"] = float(perceptual)
+                losses["perceptual"] = perceptual.item()
             if self.gan:
                 self.discriminator.requires_grad_(False)
                 fake_logits = self.discriminator(output)
                 real_logits = self.discriminator(hr) if self.gan["type"] == "ragan" else None
                 adversarial = generator_adversarial_loss(self.gan["type"], fake_logits, real_logits)
                 total = total + self.gan["weight"] * adversarial
-                losses["adversarial"] = float(adversarial)
+                losses["adversarial"] = adversarial.item()
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if cfg["grad_clip"]:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
         self.optimizer.step()
-        losses["total"] = float(total)
+        losses["total"] = total.item()
 
         if self.gan:
             self.discriminator.requires_grad_(True)
@@ -140,7 +140,7 @@ class SRTask:
             d_loss.backward()
             self.d_optimizer.step()
             self.ema.update(self.model)
-            losses["discriminator"] = float(d_loss)
+            losses["discriminator"] = d_loss.item()
         return losses
 
     def predictor(self) -> nn.Module:

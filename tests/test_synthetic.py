@@ -93,7 +93,7 @@ def test_deterministic(tmp_path, small):
     pd.testing.assert_frame_equal(df, again)
     assert _digests(root) == _digests(tmp_path / "again")
 
-    other = synthetic.generate(tmp_path / "other", SMALL, seed=8)
+    synthetic.generate(tmp_path / "other", SMALL, seed=8)
     a, b = _digests(root), _digests(tmp_path / "other")
     common = set(a) & set(b)
     assert common and sum(a[k] != b[k] for k in common) > len(common) // 2

@@ -14,15 +14,19 @@ Registry and helpers:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
-import torch
 from torch import nn
 
-from karyosr.archs._common import count_parameters, load_checkpoint
+from karyosr.archs._common import (
+    apply_state_dict,
+    count_parameters,
+    load_checkpoint,
+    read_state_dict,
+    unwrap_state_dict,
+)
 from karyosr.archs.discriminator import VGGStyleDiscriminator
 from karyosr.archs.feature_extractor import VGG19_LAYERS, SmallFeatureCNN, VGG19Features
-from karyosr.archs.rrdbnet import RRDBNet, adapt_rgb_state_dict, rename_legacy_esrgan_keys, unwrap_state_dict
+from karyosr.archs.rrdbnet import RRDBNet, adapt_rgb_state_dict, rename_legacy_esrgan_keys
 from karyosr.archs.srcnn import SRCNN
 from karyosr.archs.srfbn import SRFBN, StepAttention, srfbn_loss
 from karyosr.archs.srresnet import SRResNet
@@ -54,6 +58,7 @@ __all__ = [
     "build_sr",
     "count_parameters",
     "final_output",
+    "load_checkpoint",
     "load_weights",
     "rename_legacy_esrgan_keys",
     "srfbn_loss",
@@ -90,12 +95,6 @@ def final_output(output):
     return output[-1] if isinstance(output, (list, tuple)) else output
 
 
-def _few(keys, n: int = 5) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
 def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
     """Load a state dict from ``path`` into ``model`` and return the model.
 
@@ -110,13 +109,7 @@ def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
       ``strict=False`` missing and unexpected keys are only logged (e.g. loading a public x4
       ESRGAN file into an x2 model, which has no ``conv_up2``). Shape mismatches always raise.
     """
-    payload = load_checkpoint(path)
-    if not isinstance(payload, Mapping):
-        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(payload).__name__}")
-    state = dict(unwrap_state_dict(payload))
-    not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
-    if not_tensors:
-        raise ValueError(f"{path}: not a state dict; entries that are not tensors: {_few(map(str, not_tensors))}")
+    state = read_state_dict(path)
 
     if isinstance(model, RRDBNet):
         state = rename_legacy_esrgan_keys(state)
@@ -132,23 +125,5 @@ def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
                     " which this RRDBNet does not support; use an x4 checkpoint"
                 )
 
-    expected = model.state_dict()
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    wrong_shape = [
-        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if wrong_shape:
-        raise ValueError(f"{path}: weights do not fit {type(model).__name__}; shape mismatches: {_few(wrong_shape, 3)}")
-    if missing or unexpected:
-        message = (
-            f"{path}: keys do not match {type(model).__name__}: "
-            f"{len(missing)} missing [{_few(missing)}], {len(unexpected)} unexpected [{_few(unexpected)}]"
-        )
-        if strict:
-            raise ValueError(message)
-        log.warning("%s (loaded the rest, strict=False)", message)
-    model.load_state_dict(state, strict=strict)
-    return model
+    return apply_state_dict(model, state, path, strict)
+

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr.archs._common import check_scale
+from karyosr.archs._common import check_scale, unwrap_state_dict
 
 UPSAMPLE_STEPS = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
@@ -122,19 +122,6 @@ class RRDBNet(nn.Module):
             feat = F.interpolate(feat, scale_factor=r, mode="nearest")
             feat = self.lrelu(getattr(self, f"conv_up{i + 1}")(feat))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
-
-
-def unwrap_state_dict(state_dict: Mapping) -> Mapping:
-    """Return the tensors of a checkpoint that may be wrapped as ``{"params_ema": ...}``,
-    ``{"params": ...}`` (BasicSR / Real-ESRGAN; ``params_ema`` is preferred when both exist) or
-    ``{"state_dict": ...}``; a ``module.`` prefix (DataParallel) is stripped."""
-    for key in ("params_ema", "params", "state_dict"):
-        if isinstance(state_dict, Mapping) and key in state_dict and isinstance(state_dict[key], Mapping):
-            state_dict = state_dict[key]
-            break
-    if state_dict and all(isinstance(k, str) and k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
-    return state_dict
 
 
 _LEGACY_NAMES = (

@@ -20,12 +20,10 @@ Registry and helpers:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
-import torch
 from torch import nn
 
-from karyosr.archs._common import count_parameters, load_checkpoint
+from karyosr.archs._common import apply_state_dict, count_parameters, read_state_dict
 from karyosr.classifiers._common import Backbone
 from karyosr.classifiers.dcnn import DCNN
 from karyosr.classifiers.inception_resnet_v2 import InceptionResNetV2
@@ -78,24 +76,6 @@ def build_backbone(name: str, num_classes: int = 24, width: float = 1.0, **kwarg
         raise TypeError(f"{name}: {exc}") from exc
 
 
-def _few(keys, n: int = 5) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def _unwrap(payload: Mapping) -> Mapping:
-    """Tensors of a checkpoint saved plain or as ``{"model" | "params_ema" | "params" |
-    "state_dict": {...}}``, with a DataParallel ``module.`` prefix stripped."""
-    for key in ("model", "params_ema", "params", "state_dict"):
-        if key in payload and isinstance(payload[key], Mapping):
-            payload = payload[key]
-            break
-    if payload and all(isinstance(k, str) and k.startswith("module.") for k in payload):
-        payload = {k[len("module."):]: v for k, v in payload.items()}
-    return payload
-
-
 def load_weights(model: nn.Module, path, strict: bool = True, skip_classifier: bool = False) -> nn.Module:
     """Load a state dict from ``path`` into ``model`` and return the model.
 
@@ -110,38 +90,6 @@ def load_weights(model: nn.Module, path, strict: bool = True, skip_classifier: b
       mismatches raise ValueError naming the file and a few missing / unexpected keys, or with
       ``strict=False`` are logged and the matching tensors loaded.
     """
-    payload = load_checkpoint(path)
-    if not isinstance(payload, Mapping):
-        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(payload).__name__}")
-    state = dict(_unwrap(payload))
-    not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
-    if not_tensors:
-        raise ValueError(f"{path}: not a state dict; entries that are not tensors: {_few(map(str, not_tensors))}")
-
-    expected = model.state_dict()
-    if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        expected = {k: v for k, v in expected.items() if not k.startswith("classifier.")}
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    wrong_shape = [
-        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    if wrong_shape:
-        hint = "" if skip_classifier else " (a different num_classes? use skip_classifier=True)"
-        raise ValueError(
-            f"{path}: weights do not fit {type(model).__name__}; shape mismatches: {_few(wrong_shape, 3)}"
-            + (hint if any(s.startswith("classifier.") for s in wrong_shape) else "")
-        )
-    if missing or unexpected:
-        message = (
-            f"{path}: keys do not match {type(model).__name__}: "
-            f"{len(missing)} missing [{_few(missing)}], {len(unexpected)} unexpected [{_few(unexpected)}]"
-        )
-        if strict:
-            raise ValueError(message)
-        log.warning("%s (loaded the rest, strict=False)", message)
-    model.load_state_dict(state, strict=False)
-    return model
+    hint = "" if skip_classifier else " (a different num_classes? use skip_classifier=True)"
+    return apply_state_dict(model, read_state_dict(path), path, strict,
+                            shape_hint=hint, ignore_prefix="classifier." if skip_classifier else None)

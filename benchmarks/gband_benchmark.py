@@ -1,0 +1,80 @@
+"""The shared G-band chromosomes end to end: every SR model at x4 and the classification
+experiments (HR, LR, SR two-stage, Super-network; with and without SMOTE; 3 seeds), on whatever
+device the machine has. Writes the SR and classification tables to benchmarks/results/.
+
+    python benchmarks/gband_benchmark.py [--workdir DIR] [--cores 2]
+
+The data (../shared/data/gband-chromosomes/DataNew) is read in place, never copied into the
+repository. Model sizes and training lengths are set for a CPU run of well under an hour; on a GPU
+raise `options` and `epochs` for the published sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from common import GBAND, REPO, RESULTS, record
+
+BACKBONE = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 8, "steps_per_epoch": 30,
+            "patience": 4}
+
+
+def config() -> dict:
+    base = yaml.safe_load((REPO / "config/gband.yaml").read_text())
+    demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    base["dataset"]["source"]["path"] = str(GBAND)
+    base["sr"] = {"profiles": ["x4_bicubic"], "models": demo["sr"]["models"]}
+    experiments = []
+    for name, source in [("hr", "hr"), ("lr", "lr:x4_bicubic"), ("sr", "sr:srresnet:x4_bicubic"),
+                         ("super", "super:srcnn:x4_bicubic")]:
+        for balance in ("smote", "none") if name != "super" else ("smote",):
+            experiments.append({"name": f"resnet18_{name}_{balance}", "input": source, "balance": balance, **BACKBONE})
+    base["classify"] = {"seeds": [0, 1, 2], "experiments": experiments}
+    base["degrade"] = {"profiles": [{"name": "x4_bicubic", "scale": 4, "kernel": "bicubic"}]}
+    return base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/karyosr-gband"))
+    parser.add_argument("--cores", default="all")
+    args = parser.parse_args()
+    if not GBAND.is_dir():
+        sys.exit(f"G-band data not found at {GBAND}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    config_path = args.workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config(), sort_keys=False))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                    str(args.workdir), "--cores", args.cores, "--configfile", str(config_path)], check=True)
+    seconds = time.perf_counter() - start
+
+    report = args.workdir / "results/report"
+    sr = pd.read_parquet(report / "tables/sr_methods.parquet")
+    columns = ["method", "psnr_mean", "ssim_mean", "psnr_fg_mean", "ssim_fg_mean", "mse_mean", "niqe_mean",
+               "piqe_mean", "psnr_gain_pct", "ssim_gain_pct", "n_images"]
+    sr = sr[sr["profile"] == "x4_bicubic"][columns]
+    classification = pd.read_parquet(report / "tables/classification.parquet")
+    per_class = pd.read_parquet(report / "tables/per_class.parquet")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    sr.to_csv(RESULTS / "gband_sr_x4.csv", index=False)
+    classification.to_csv(RESULTS / "gband_classification.csv", index=False)
+    per_class.to_csv(RESULTS / "gband_per_class.csv", index=False)
+    shutil.copy(report / "summary.md", RESULTS / "gband_report_summary.md")
+    device = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name() "
+                             "if torch.cuda.is_available() else 'cpu')"], capture_output=True, text=True).stdout.strip()
+    record("gband_benchmark", {"device": device, "seconds": round(seconds), "images": 2806,
+                               "sr_x4": sr.round(4).to_dict(orient="records"),
+                               "classification": classification.round(4).to_dict(orient="records")})
+
+
+if __name__ == "__main__":
+    main()

@@ -173,6 +173,34 @@ def _download_once(url: str, part: Path, timeout: float) -> None:
         raise _TransientError(f"connection closed after {offset + received} of {total} bytes")
 
 
+def _download_with_retries(url: str, part: Path, expected: str, retries: int, timeout: float,
+                           backoff: float) -> None:
+    failures = 0
+    while True:
+        try:
+            _download_once(url, part, timeout)
+            break
+        except _RangeNotSatisfiable:
+            # The .part is complete already (crash before the rename) or stale.
+            if sha256_file(part) == expected:
+                break
+            log.warning("discarding stale partial download %s", part)
+            part.unlink()
+        except _TransientError as exc:
+            failures += 1
+            if failures > retries:
+                raise FetchError(
+                    f"download of {url} failed after {failures} attempts: {exc}. "
+                    f"Rerun to resume from {part}, or raise 'retries'/'timeout'"
+                ) from exc
+            delay = backoff * 2 ** (failures - 1)
+            log.warning(
+                "download of %s failed (%s); retry %d of %d in %.1f s",
+                url, exc, failures, retries, delay,
+            )
+            time.sleep(delay)
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -207,35 +235,22 @@ def download(
     else:
         log.info("downloading %s -> %s", url, dest)
 
-    failures = 0
+    # Bytes kept from an earlier run may belong to another file (a new release under the same
+    # name, or a file changed on the server); if the resumed file fails the check, one fresh
+    # download from the start tells a stale prefix from a wrong sha256.
+    stale_prefix = part.exists() and part.stat().st_size > 0
     while True:
-        try:
-            _download_once(url, part, timeout)
+        _download_with_retries(url, part, expected, retries, timeout, backoff)
+        actual = sha256_file(part)
+        if actual == expected:
             break
-        except _RangeNotSatisfiable:
-            # The .part is complete already (crash before the rename) or stale.
-            if sha256_file(part) == expected:
-                break
-            log.warning("discarding stale partial download %s", part)
-            part.unlink()
-        except _TransientError as exc:
-            failures += 1
-            if failures > retries:
-                raise FetchError(
-                    f"download of {url} failed after {failures} attempts: {exc}. "
-                    f"Rerun to resume from {part}, or raise 'retries'/'timeout'"
-                ) from exc
-            delay = backoff * 2 ** (failures - 1)
-            log.warning(
-                "download of %s failed (%s); retry %d of %d in %.1f s",
-                url, exc, failures, retries, delay,
-            )
-            time.sleep(delay)
-
-    actual = sha256_file(part)
-    if actual != expected:
-        # A resumed download can never fix a bad prefix, so start from scratch next time.
+        # A resumed download can never fix a bad prefix: the next attempt starts from scratch.
         part.unlink(missing_ok=True)
+        if stale_prefix:
+            stale_prefix = False
+            log.warning("%s: the resumed download does not match the sha256 (the partial file was stale); "
+                        "downloading it again from the start", url)
+            continue
         raise FetchError(
             f"sha256 mismatch for {url}: expected {expected}, got {actual}. "
             "The download was discarded; check the URL and the sha256 in the config"

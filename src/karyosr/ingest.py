@@ -41,6 +41,18 @@ def _image_files(root: Path, extensions: list[str]) -> list[str]:
     return sorted(found)
 
 
+def _checked_name(rel: str) -> tuple[str, str | None]:
+    """(rel, None), or for a name that is not valid UTF-8 (written under another encoding; Python
+    hands it over with surrogate escapes, which no table can store) a printable escape of it and
+    the quarantine reason."""
+    try:
+        rel.encode("utf-8")
+        return rel, None
+    except UnicodeEncodeError:
+        safe = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return safe, f"file name {safe!r} is not valid UTF-8; rename the file"
+
+
 def _stem(rel: str) -> str:
     return os.path.splitext(rel.rsplit("/", 1)[-1])[0]
 
@@ -51,10 +63,12 @@ def list_bioimlab(root: Path, extensions: list[str]) -> pd.DataFrame:
         raise LayoutError(f"{root}: no 'single_chromosomes' folder, as the bioimlab layout expects")
     rows = []
     for rel in _image_files(root / "single_chromosomes", extensions):
+        rel, error = _checked_name(rel)
         parts = rel.split("/")
         match = BIOIMLAB_NAME.match(_stem(rel))
-        error = None
-        if len(parts) != 2:
+        if error:
+            pass
+        elif len(parts) != 2:
             error = f"{rel!r} is not directly inside a cell folder"
         elif not match:
             error = f"file name {parts[-1]!r} is not '<cell> <class><a|b>'"
@@ -74,10 +88,12 @@ def list_class_folders(root: Path, extensions: list[str], group_regex: str) -> p
     pattern = re.compile(group_regex)
     rows = []
     for rel in _image_files(root, extensions):
+        rel, error = _checked_name(rel)
         parts = rel.split("/")
         match = pattern.search(_stem(rel))
-        error = None
-        if len(parts) != 2:
+        if error:
+            pass
+        elif len(parts) != 2:
             error = f"{rel!r} is not directly inside a class folder"
         elif not match:
             error = f"file stem {_stem(rel)!r} does not match dataset.layout.group_regex {group_regex!r}"
@@ -95,7 +111,13 @@ def list_class_folders(root: Path, extensions: list[str], group_regex: str) -> p
 def list_csv(root: Path, table: str) -> pd.DataFrame:
     """A table with columns path, label, group; paths are relative to the table's folder."""
     table_path = (root / table) if not os.path.isabs(table) else Path(table)
-    frame = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise LayoutError(f"{table_path}: the table named by dataset.layout.table does not exist") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise LayoutError(f"{table_path}: cannot read the table ({exc}); expected a UTF-8 CSV file with "
+                          "columns path, label, group") from exc
     missing = {"path", "label", "group"} - set(frame.columns)
     if missing:
         raise LayoutError(f"{table_path}: missing column(s) {sorted(missing)}; expected path, label, group")

@@ -23,4 +23,12 @@ def setup(log_path: str | os.PathLike | None = None, level: int = logging.INFO) 
         handlers=handlers,
         force=True,
     )
-    return logging.getLogger("karyosr")
+    logger = logging.getLogger("karyosr")
+
+    # The error that stops a job belongs in the rule's log too: on a cluster that file is where
+    # people look, and Snakemake's own stderr may be on another machine.
+    def log_uncaught(kind, value, trace):
+        logger.error("%s: %s", kind.__name__, value, exc_info=(kind, value, trace))
+
+    sys.excepthook = log_uncaught
+    return logger

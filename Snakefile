@@ -16,6 +16,7 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/degrade.smk"
 include: "workflow/rules/upscale.smk"
 include: "workflow/rules/sr.smk"
+include: "workflow/rules/classify.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 

@@ -109,7 +109,8 @@ def test_training_history_and_checkpoints(run_dir):
 def test_report_is_complete(run_dir):
     report = run_dir / "results/report"
     page = (report / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 + 2 + 1  # sample grids, NIQE/PIQE box plots, training curves
+    # sample grids, NIQE/PIQE box plots, SR training curves, 2 confusion matrices, t-SNE, classifier curves
+    assert page.count("data:image/png;base64,") == 2 + 2 + 1 + 2 + 1 + 1
     assert "x4_bicubic" in page and "bicubic" in page and "Images per stage" in page
     markdown = (report / "summary.md").read_text()
     assert "| method | PSNR (dB) | SSIM | PSNR fg (dB) |" in markdown and "**" in markdown
@@ -122,6 +123,30 @@ def test_report_is_complete(run_dir):
         assert (report / "tables" / f"{name}.parquet").exists()
     counts = pd.read_csv(report / "tables/class_counts.csv")
     assert counts["total"].sum() == len(read(run_dir, "split/manifest.parquet"))
+
+
+def test_classification_end_to_end(run_dir):
+    split = read(run_dir, "split/manifest.parquet").set_index("image_id")["split"]
+    balanced = shards.read_shard_meta(run_dir / "results/classify/balanced/hr/smote.parquet")
+    real = balanced[~balanced["synthetic"]]
+    assert (split[real["image_id"]] == "train").all()
+    assert set(real["image_id"]) == set(split[split == "train"].index)
+    for experiment in ("dcnn_hr", "super_dcnn"):
+        for seed in (0, 1):
+            predictions = read(run_dir, f"classify/predictions/{experiment}/seed{seed}.parquet")
+            assert set(predictions["image_id"]) == set(split[split == "test"].index)
+            probabilities = np.stack(predictions["probabilities"].to_numpy())
+            np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+            assert (predictions["predicted"] == probabilities.argmax(axis=1)).all()
+    over_seeds = read(run_dir, "classify/summary/over_seeds.parquet")
+    assert list(over_seeds["experiment"]) == ["dcnn_hr", "super_dcnn"] and (over_seeds["seeds"] == 2).all()
+    assert over_seeds["accuracy_mean"].between(0, 1).all()
+    per_class = read(run_dir, "classify/summary/per_class.parquet")
+    assert len(per_class) == 2 * 24
+    page = (run_dir / "results/report/index.html").read_text()
+    for section in ("Classification: networks and inputs", "Classification: ablation", "Classification: per class",
+                    "Confusion matrix, dcnn_hr", "t-SNE"):
+        assert section in page
 
 
 def test_nothing_left_to_do_after_a_run(run_dir):
@@ -143,7 +168,7 @@ def test_snakemake_report_archive(run_dir):
     with zipfile.ZipFile(run_dir / "report.zip") as archive:
         names = archive.namelist()
     assert any(n.endswith("report.html") for n in names)
-    assert sum(n.endswith(".png") for n in names) == 5
+    assert sum(n.endswith(".png") for n in names) == 6  # + the t-SNE figure
     assert any(n.endswith("index.html") for n in names)
 
 

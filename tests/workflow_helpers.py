@@ -32,6 +32,17 @@ TINY_CONFIG = {
              "bicubic_residual": True}, "epochs": 3, "steps_per_epoch": 30, "patch_size": 32, "lr": 0.001},
         ],
     },
+    "classify": {
+        "seeds": [0, 1],
+        "bootstrap": 200,
+        "experiments": [
+            {"name": "dcnn_hr", "input": "hr", "backbone": "dcnn", "backbone_options": {"width": 0.25},
+             "epochs": 2, "steps_per_epoch": 10, "batch_size": 16},
+            {"name": "super_dcnn", "input": "super:srcnn:x4_bicubic", "backbone": "dcnn",
+             "backbone_options": {"width": 0.25}, "sr_options": {"channels": [8, 4]}, "balance": "class_weight",
+             "epochs": 2, "steps_per_epoch": 10, "batch_size": 16},
+        ],
+    },
     "report": {"title": "tiny test run", "sample_images": 2},
 }
 

@@ -127,3 +127,21 @@ def _check_semantics(config: dict[str, Any]) -> None:
         if model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "vgg19" and not model["perceptual"]["weights"]:
             raise ConfigError(f"config key {key}.perceptual.weights: vgg19 needs a torchvision-format VGG19 state dict file")
         seen[model["name"]] = model
+
+    experiments = config["classify"]["experiments"]
+    names_seen = set()
+    for i, experiment in enumerate(experiments):
+        key = f"classify.experiments.{i}"
+        if experiment["name"] in names_seen:
+            raise ConfigError(f"config key {key}.name: {experiment['name']!r} is used twice")
+        names_seen.add(experiment["name"])
+        parts = experiment["input"].split(":")
+        if len(parts) > 1 and parts[-1] not in names:
+            raise ConfigError(f"config key {key}.input: {experiment['input']!r} names profile {parts[-1]!r}, "
+                              f"not one of degrade.profiles {names}")
+        if parts[0] == "sr" and (parts[1] not in seen or parts[2] not in sr["profiles"]):
+            raise ConfigError(f"config key {key}.input: {experiment['input']!r} needs sr.models to have {parts[1]!r} "
+                              f"and sr.profiles to include {parts[2]!r}")
+        if parts[0] == "super" and parts[1] not in ("srcnn", "srresnet", "esrgan", "srfbn"):
+            raise ConfigError(f"config key {key}.input: {parts[1]!r} is not an SR architecture for super: inputs "
+                              "(srcnn, srresnet, esrgan, srfbn)")

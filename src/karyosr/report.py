@@ -111,7 +111,7 @@ def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, st
     return Marked(page, "\n".join(md))
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,8 +120,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, png, svg=None) -> None:
-    plt = _pyplot()
+def save_figure(fig, png, svg=None) -> None:
+    plt = pyplot()
     for path, fmt in ((png, "png"), (svg, "svg")):
         if path:
             buffer = io.BytesIO()
@@ -134,7 +134,7 @@ def quality_boxplots(per_image: pd.DataFrame, hr_quality: pd.DataFrame, profile:
                      out_png, out_svg) -> None:
     """NIQE and PIQE before/after enhancement: a box (quartiles, median, whiskers, outliers) per
     method on this profile's test images, and the HR images for reference."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = per_image[per_image["profile"] == profile]
     names = [m for m in methods if m in set(rows["method"])] + ["HR"]
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names)) * 2, 4))
@@ -144,24 +144,58 @@ def quality_boxplots(per_image: pd.DataFrame, hr_quality: pd.DataFrame, profile:
         ax.set_title(f"{metric.upper()} (lower is better), {profile}")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    _save(fig, out_png, out_svg)
+    save_figure(fig, out_png, out_svg)
 
 
-def training_curves(histories: dict[str, pd.DataFrame], out_png, out_svg) -> None:
-    """Training loss and validation PSNR per epoch, one line per model; dots mark kept epochs."""
-    plt = _pyplot()
-    fig, (loss_ax, psnr_ax) = plt.subplots(1, 2, figsize=(12, 4))
+def training_curves(histories: dict[str, pd.DataFrame], out_png, out_svg=None, metric: str = "val_psnr",
+                    metric_title: str = "validation PSNR (dB)") -> None:
+    """Training loss and a validation metric per epoch, one line per model; dots mark kept epochs."""
+    plt = pyplot()
+    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(12, 4))
     for name, history in sorted(histories.items()):
-        loss = "train_total" if "train_total" in history else "train_pixel"
+        loss = next(c for c in ("train_total", "train_pixel", "train_cross_entropy") if c in history)
         line, = loss_ax.plot(history["epoch"], history[loss], label=name)
-        psnr_ax.plot(history["epoch"], history["val_psnr"], label=name, color=line.get_color())
+        metric_ax.plot(history["epoch"], history[metric], label=name, color=line.get_color())
         best = history[history["best"]]
-        psnr_ax.plot(best["epoch"], best["val_psnr"], "o", color=line.get_color())
+        metric_ax.plot(best["epoch"], best[metric], "o", color=line.get_color())
     loss_ax.set(title="training loss", xlabel="epoch", yscale="log")
-    psnr_ax.set(title="validation PSNR (dB); dot = epoch kept", xlabel="epoch")
-    psnr_ax.legend(fontsize=8)
+    metric_ax.set(title=f"{metric_title}; dot = epoch kept", xlabel="epoch")
+    metric_ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, out_png, out_svg)
+    save_figure(fig, out_png, out_svg)
+
+
+CLASSIFICATION_COLUMNS = [
+    ("accuracy_mean", "accuracy", True),
+    ("macro_f1_mean", "macro-F1", True),
+    ("x_accuracy_mean", "X accuracy", True),
+    ("y_accuracy_mean", "Y accuracy", True),
+]
+
+
+def classification_tables(over_seeds: pd.DataFrame) -> tuple[Marked, Marked]:
+    """The network comparison (Super-Xception Table 1 layout) and the ablation (SRAS-net Table 3
+    layout: backbone; + SMOTE; + SR; + IAM), accuracy as mean ± 95 % CI half-width over seeds."""
+    table = over_seeds.copy()
+    for column, _, _ in CLASSIFICATION_COLUMNS:
+        table[column.replace("_mean", "_std")] = table[column.replace("_mean", "_ci")]
+    table = table.assign(profile="all", method=table["experiment"] + " (" + table["backbone"] + ", " + table["input"] + ")")
+    networks = comparison(table, "all", CLASSIFICATION_COLUMNS)
+    kinds = table["input"].str.split(":").str[0]
+    ablation = table.assign(
+        method=table["backbone"] + " | SMOTE " + np.where(table["balance"] == "smote", "✓", "–")
+        + " | SR " + np.where(kinds.isin(["sr", "super"]), "✓ (" + kinds + ")", "–")
+        + " | IAM ✓ | " + np.where(kinds == "hr", "HR input", "LR input"))
+    return networks, comparison(ablation, "all", CLASSIFICATION_COLUMNS[:1])
+
+
+def per_class_table(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Class rows, per experiment accuracy / precision / recall / F1 (SRAS-net Table 4 layout)."""
+    wide = per_class.pivot(index="class", columns="experiment", values=["accuracy", "precision", "recall", "f1"])
+    wide.columns = [f"{experiment} {metric}" for metric, experiment in wide.columns]
+    order = list(dict.fromkeys(per_class["experiment"]))
+    columns = [f"{e} {m}" for e in order for m in ("accuracy", "precision", "recall", "f1")]
+    return wide.reindex(index=CLASS_NAMES, columns=columns).reset_index()
 
 
 def rejected_table(quarantined: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
@@ -197,7 +231,7 @@ def load_images(paths, ids: list[str]) -> dict[str, np.ndarray]:
 def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_png) -> None:
     """Rows: sample images; columns: LR (pixel-replicated), each SR method, HR. Each panel has a
     2x zoomed inset of the chromosome's centre, where bands and centromere decide the class."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = [("LR", lr)] + [(m, imgs) for m, imgs in sr.items()] + [("HR", hr)]
     fig, axes = plt.subplots(len(ids), len(columns), figsize=(1.6 * len(columns), 1.6 * len(ids)), squeeze=False)
     for r, image_id in enumerate(ids):
@@ -224,7 +258,7 @@ def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_pn
                 ax.set_ylabel(image_id.split("/")[-1], fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, out_png)
+    save_figure(fig, out_png)
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:

@@ -27,6 +27,7 @@ localrules:
     sample_grid,
     plot_quality,
     plot_training,
+    classification_summary,
     report,
 
 
@@ -43,6 +44,9 @@ SR_MODELS = {model["name"]: model for model in config["sr"]["models"]}
 SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODELS else []
 SR_SETTINGS = {k: config["sr"][k] for k in ("device", "bf16", "compile", "tile", "infer_batch_size")}
 DATASET = config["dataset"]["name"]
+EXPERIMENTS = {e["name"]: e for e in config["classify"]["experiments"]}
+SEEDS = config["classify"]["seeds"]
+CLASSIFY_SETTINGS = {k: config["classify"][k] for k in ("device", "bf16")}
 REPORT_TABLES = ["sr_methods", "stage_counts", "class_counts", "rejected", "software"]
 
 
@@ -90,11 +94,47 @@ def train_sr_inputs(wildcards):
     return inputs
 
 
+def classifier_eval_shards(input_key):
+    """The image shards a classifier on this input is validated and tested on."""
+    parts = input_key.split(":")
+    if parts[0] == "hr":
+        return shard_paths("crop_filter")
+    if parts[0] == "super":
+        return shard_paths(f"degrade/{parts[-1]}")
+    slug = input_key.replace(":", "-")
+    return shard_paths(f"classify/inputs/{slug}")
+
+
+def classifier_input_sources(wildcards):
+    """What classifier_inputs needs for one shard of an lr:/sr: input."""
+    parts = wildcards.input.split("-")
+    inputs = {"lr": f"results/degrade/{parts[-1]}/shards/{wildcards.shard}.parquet"}
+    if parts[0] == "sr":
+        inputs["model"] = f"results/models/{parts[1]}/{parts[2]}/model.pt"
+    return inputs
+
+
+def experiment_settings(name):
+    return {**EXPERIMENTS[name], **CLASSIFY_SETTINGS}
+
+
+def balanced_set(name):
+    experiment = EXPERIMENTS[name]
+    method = "none" if experiment["balance"] == "class_weight" else experiment["balance"]
+    return f"results/classify/balanced/{experiment['input'].replace(':', '-')}/{method}.parquet"
+
+
+def classification_outputs():
+    if not EXPERIMENTS:
+        return []
+    return ["results/classify/summary/over_seeds.parquet"]
+
+
 def final_outputs():
     manifests = ["ingest", "crop_filter", "split"]
     manifests += [f"degrade/{profile}" for profile in PROFILES]
     manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
-    return [f"results/{m}/manifest.parquet" for m in manifests] + [
+    return [f"results/{m}/manifest.parquet" for m in manifests] + classification_outputs() + [
         "results/report/index.html",
         "results/report/summary.md",
     ]

@@ -70,14 +70,23 @@ rule report:
         grids=expand("results/report/samples_{profile}.png", profile=PROFILES),
         quality=expand("results/report/quality_{profile}.png", profile=PROFILES),
         training=["results/report/training_curves.png"] if SR_MODELS and SR_PROFILES else [],
+        classification=classification_outputs(),
+        per_class=["results/classify/summary/per_class.parquet"] if EXPERIMENTS else [],
+        confusion=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
+        tsne=["results/report/tsne.png"] if EXPERIMENTS else [],
+        class_histories=expand(
+            "results/classify/models/{experiment}/seed{seed}/history.parquet", experiment=EXPERIMENTS, seed=SEEDS
+        ),
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         markdown="results/report/summary.md",
+        classifier_curves="results/report/classifier_curves.png" if EXPERIMENTS else [],
         tables=multiext("results/report/tables/", *[f"{t}.{e}" for t in REPORT_TABLES for e in ("csv", "parquet")]),
     params:
         report=config["report"],
         profiles=list(PROFILES),
         methods=METHODS + list(SR_MODELS),
+        experiments=config["classify"]["experiments"],
         config=config,
     log:
         "results/logs/report/report.log",

@@ -46,6 +46,33 @@ for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality)
 if inputs.training:
     sections.append(("Training curves", "Training loss and validation PSNR per epoch; dots mark the epochs kept.",
                      inputs.training[0]))
+if inputs.classification:
+    over_seeds = shards.read_table(inputs.classification[0])
+    per_class = report.per_class_table(shards.read_table(inputs.per_class[0]))
+    tables.update(classification=over_seeds, per_class=per_class)
+    report.save_table(over_seeds, out_dir, "classification")
+    report.save_table(per_class, out_dir, "per_class")
+    networks, ablation = report.classification_tables(over_seeds)
+    histories = {Path(p).parent.parent.name + " " + Path(p).parent.name: shards.read_table(p)
+                 for p in inputs.class_histories}
+    report.training_curves(histories, snakemake.output.classifier_curves, metric="val_accuracy",
+                           metric_title="validation accuracy")
+    sections += [
+        ("Classification: networks and inputs",
+         "Test accuracy (mean ± 95 % CI half-width over seeds; a single seed shows the run itself), "
+         "macro-F1 and the accuracy on the sex chromosomes X and Y, the minority classes.", networks),
+        ("Classification: ablation",
+         "Backbone; + SMOTE (training split balanced); + SR (two-stage sr: or end-to-end super: input); "
+         "+ IAM (the image adaptive crop, applied to every input).", ablation),
+        ("Classification: per class", "Accuracy, precision, recall and F1 per chromosome class, all seeds "
+         "pooled.", per_class),
+        *[(f"Confusion matrix, {Path(p).stem.removeprefix('confusion_')}", "Rows: true class; share of each "
+           "true class per predicted class.", p) for p in inputs.confusion],
+        ("Features of the test images (t-SNE)", "Penultimate-layer features, one colour per class.",
+         inputs.tsne[0]),
+        ("Classifier training curves", "Training cross-entropy and validation accuracy per epoch.",
+         snakemake.output.classifier_curves),
+    ]
 sections += [
     ("Images per stage", "What each stage took in, kept and set aside.", tables["stage_counts"]),
     ("Images per class and split", "Counts after cropping and filtering.", tables["class_counts"]),

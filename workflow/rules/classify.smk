@@ -1,0 +1,113 @@
+# Chromosome classification: inputs per experiment kind, class balancing of the training split,
+# training per experiment x seed, prediction on the test split, and the summary tables.
+
+
+rule classifier_inputs:
+    input:
+        unpack(classifier_input_sources),
+    output:
+        "results/classify/inputs/{input}/shards/{shard}.parquet",
+    wildcard_constraints:
+        input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
+    params:
+        device=config["classify"]["device"],
+    threads: 2
+    log:
+        "results/logs/classify/inputs/{input}/{shard}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/classifier_inputs.py"
+
+
+rule balance:
+    input:
+        shards=lambda wc: classifier_eval_shards(wc.input.replace("-", ":")),
+        split="results/split/manifest.parquet",
+    output:
+        "results/classify/balanced/{input}/{method}.parquet",
+    wildcard_constraints:
+        method=r"none|random_oversample|smote",
+    params:
+        balance={k: config["classify"][k] for k in ("sampling_strategy", "k_neighbors")},
+        seed=config["seed"],
+    log:
+        "results/logs/classify/balance/{input}/{method}.log",
+    benchmark:
+        "results/benchmarks/classify/balance/{input}/{method}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/balance.py"
+
+
+rule train_classifier:
+    input:
+        balanced=lambda wc: balanced_set(wc.experiment),
+        eval=lambda wc: classifier_eval_shards(EXPERIMENTS[wc.experiment]["input"]),
+        split="results/split/manifest.parquet",
+    output:
+        model="results/classify/models/{experiment}/seed{seed}/model.pt",
+        history="results/classify/models/{experiment}/seed{seed}/history.parquet",
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        experiment=lambda wc: experiment_settings(wc.experiment),
+        checkpoint_dir=lambda wc: f"results/checkpoints/classify/{wc.experiment}/seed{wc.seed}",
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        "results/logs/classify/train/{experiment}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/classify/train/{experiment}/seed{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule predict:
+    input:
+        model="results/classify/models/{experiment}/seed{seed}/model.pt",
+        eval=lambda wc: classifier_eval_shards(EXPERIMENTS[wc.experiment]["input"]),
+        split="results/split/manifest.parquet",
+    output:
+        predictions="results/classify/predictions/{experiment}/seed{seed}.parquet",
+        features="results/classify/features/{experiment}/seed{seed}.parquet",
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        experiment=lambda wc: experiment_settings(wc.experiment),
+    threads: 2
+    log:
+        "results/logs/classify/predict/{experiment}/seed{seed}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/predict.py"
+
+
+rule classification_summary:
+    input:
+        predictions=expand("results/classify/predictions/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS),
+        features=expand("results/classify/features/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS[:1]),
+    output:
+        runs="results/classify/summary/runs.parquet",
+        over_seeds="results/classify/summary/over_seeds.parquet",
+        per_class="results/classify/summary/per_class.parquet",
+        confusion=expand("results/classify/summary/confusion_{experiment}.parquet", experiment=EXPERIMENTS),
+        confusion_png=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
+        tsne=report("results/report/tsne.png", caption="../report/tsne.rst", category="Classification"),
+    params:
+        experiments=config["classify"]["experiments"],
+        bootstrap=config["classify"]["bootstrap"],
+    log:
+        "results/logs/classify/summary.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/classification_summary.py"

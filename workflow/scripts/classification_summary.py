@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from karyosr import class_metrics, logs, shards
+
+logs.setup(snakemake.log[0])
+out = snakemake.output
+experiments = snakemake.params.experiments
+predictions = shards.concat_tables(snakemake.input.predictions)
+runs = class_metrics.run_summary(predictions, snakemake.params.bootstrap)
+shards.write_table(out.runs, runs)
+shards.write_table(out.over_seeds, class_metrics.over_seeds(runs, experiments))
+shards.write_table(out.per_class, class_metrics.per_class(predictions))
+for experiment, table_path, png in zip([e["name"] for e in experiments], out.confusion, out.confusion_png):
+    matrix = class_metrics.confusion(predictions, experiment)
+    shards.write_table(table_path, matrix.reset_index(names="true"))
+    class_metrics.confusion_plot(matrix, f"{experiment}: confusion (all seeds)", png)
+features = {Path(p).parent.name: shards.read_table(p) for p in snakemake.input.features}
+class_metrics.tsne_plot(features, out.tsne)

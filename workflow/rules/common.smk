@@ -15,6 +15,22 @@ from karyosr.shards import shard_names
 validate_config(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
 
 
+def sorted_keys(value):
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
+# Snakemake compares params by their repr, which follows dict order; the merged config's order
+# follows whichever file set a key last, so the same config written in another order would
+# rerun everything.
+canonical_config = sorted_keys(dict(config))
+config.clear()
+config.update(canonical_config)
+
+
 # Bookkeeping jobs that take seconds run in the submitting process, not as cluster jobs; fetch
 # too, because compute nodes often have no internet.
 localrules:
@@ -72,8 +88,9 @@ def method_profile_pairs():
 
 
 def model_settings(name):
-    """A model's config slice, with the run-wide SR settings it depends on."""
-    return {**SR_MODELS[name], **SR_SETTINGS}
+    """A model's config slice, with the run-wide SR settings training depends on (not the
+    inference tile size, so changing it does not retrain)."""
+    return {**SR_MODELS[name], **{k: v for k, v in SR_SETTINGS.items() if k != "tile"}}
 
 
 def uses_pipeline_features(name):

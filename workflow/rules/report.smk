@@ -24,8 +24,8 @@ rule sample_grid:
 
 rule plot_quality:
     input:
-        per_image="results/metrics/per_image.parquet",
-        hr_quality="results/metrics/hr_quality.parquet",
+        sr=lambda wc: [f"results/metrics/{m}/{wc.profile}/{s}.parquet" for m in methods_for(wc.profile) for s in SHARDS],
+        hr=expand("results/metrics/HR/{shard}.parquet", shard=SHARDS),
     output:
         png=report(
             "results/report/quality_{profile}.png",

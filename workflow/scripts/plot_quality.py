@@ -2,8 +2,8 @@ from karyosr import logs, report, shards
 
 logs.setup(snakemake.log[0])
 report.quality_boxplots(
-    shards.read_table(snakemake.input.per_image),
-    shards.read_table(snakemake.input.hr_quality),
+    shards.concat_tables(snakemake.input.sr),
+    shards.concat_tables(snakemake.input.hr),
     snakemake.wildcards.profile,
     snakemake.params.methods,
     snakemake.output.png,

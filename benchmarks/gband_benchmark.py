@@ -23,11 +23,11 @@ import yaml
 
 from common import GBAND, REPO, RESULTS, record
 
-BACKBONE = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 8, "steps_per_epoch": 30,
-            "patience": 4}
+BACKBONE = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 5, "steps_per_epoch": 20,
+            "batch_size": 16, "patience": 3}
 
 
-def config() -> dict:
+def config(classification: bool = True) -> dict:
     base = yaml.safe_load((REPO / "config/gband.yaml").read_text())
     demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
     base["dataset"]["source"]["path"] = str(GBAND)
@@ -37,7 +37,7 @@ def config() -> dict:
                          ("super", "super:srcnn:x4_bicubic")]:
         for balance in ("smote", "none") if name != "super" else ("smote",):
             experiments.append({"name": f"resnet18_{name}_{balance}", "input": source, "balance": balance, **BACKBONE})
-    base["classify"] = {"seeds": [0, 1, 2], "experiments": experiments}
+    base["classify"] = {"seeds": [0, 1, 2], "experiments": experiments if classification else []}
     base["degrade"] = {"profiles": [{"name": "x4_bicubic", "scale": 4, "kernel": "bicubic"}]}
     return base
 
@@ -46,12 +46,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/karyosr-gband"))
     parser.add_argument("--cores", default="all")
+    parser.add_argument("--sr-only", action="store_true", help="skip the classification experiments")
     args = parser.parse_args()
     if not GBAND.is_dir():
         sys.exit(f"G-band data not found at {GBAND}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     config_path = args.workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config(), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config(not args.sr_only), sort_keys=False))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
                     str(args.workdir), "--cores", args.cores, "--configfile", str(config_path)], check=True)
@@ -62,12 +63,13 @@ def main() -> None:
     columns = ["method", "psnr_mean", "ssim_mean", "psnr_fg_mean", "ssim_fg_mean", "mse_mean", "niqe_mean",
                "piqe_mean", "psnr_gain_pct", "ssim_gain_pct", "n_images"]
     sr = sr[sr["profile"] == "x4_bicubic"][columns]
-    classification = pd.read_parquet(report / "tables/classification.parquet")
-    per_class = pd.read_parquet(report / "tables/per_class.parquet")
     RESULTS.mkdir(parents=True, exist_ok=True)
     sr.to_csv(RESULTS / "gband_sr_x4.csv", index=False)
-    classification.to_csv(RESULTS / "gband_classification.csv", index=False)
-    per_class.to_csv(RESULTS / "gband_per_class.csv", index=False)
+    classification = pd.DataFrame()
+    if not args.sr_only:
+        classification = pd.read_parquet(report / "tables/classification.parquet")
+        classification.to_csv(RESULTS / "gband_classification.csv", index=False)
+        pd.read_parquet(report / "tables/per_class.parquet").to_csv(RESULTS / "gband_per_class.csv", index=False)
     shutil.copy(report / "summary.md", RESULTS / "gband_report_summary.md")
     device = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name() "
                              "if torch.cuda.is_available() else 'cpu')"], capture_output=True, text=True).stdout.strip()

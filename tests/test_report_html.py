@@ -132,8 +132,10 @@ def test_page_loads_with_title_and_sections(rendered, report):
 def test_every_image_decodes_and_is_shown(rendered, report):
     images = rendered["images"]
     source = report.read_text()
-    # sample grids, NIQE/PIQE box plots (one per profile), training curves
-    assert len(images) == source.count("<img") == source.count(DATA_PNG) == 2 + 2 + 1
+    # every <img> of the file is rendered and is an embedded PNG; the count grows with the report's
+    # sections, so only the SR figures every run has are named
+    assert len(images) == source.count("<img") == source.count(DATA_PNG) >= 5
+    assert {"samples_x4_bicubic", "quality_x4_bicubic", "training_curves"} <= {img["alt"] for img in images}
     assert broken_images(rendered) == []
     for img in images:
         assert img["src_prefix"] == DATA_PNG, img

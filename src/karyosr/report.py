@@ -42,7 +42,8 @@ def class_counts(split: pd.DataFrame) -> pd.DataFrame:
     table = table.reindex(range(len(CLASS_NAMES)), fill_value=0)
     table.insert(0, "class", CLASS_NAMES)
     table["total"] = table[list(SPLITS)].sum(axis=1)
-    return table.reset_index(drop=True)
+    # crosstab names the column axis 'split'; pandas would print that name as an extra column.
+    return table.reset_index(drop=True).rename_axis(columns=None)
 
 
 COMPARISON_COLUMNS = [

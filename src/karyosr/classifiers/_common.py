@@ -33,6 +33,12 @@ def check_positive_int(cls_name: str, name: str, value, minimum: int = 1) -> int
     return int(value)
 
 
+def check_dropout(cls_name: str, dropout) -> float:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"{cls_name}: dropout must be in [0, 1), got {dropout!r}")
+    return float(dropout)
+
+
 def check_int_list(cls_name: str, name: str, values, length: int, minimum: int = 1) -> tuple[int, ...]:
     """Validate a list of ``length`` ints each >= ``minimum`` (e.g. blocks per stage)."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != length:
@@ -59,6 +65,14 @@ class Backbone(nn.Module):
     num_classes: int
     num_features: int
     classifier: nn.Module
+
+    def __init__(self, num_classes: int, width: float, in_channels: int):
+        """Check and keep the arguments every backbone takes; ``self.width`` is the checked width."""
+        super().__init__()
+        name = type(self).__name__
+        self.width = check_width(name, width)
+        self.num_classes = check_positive_int(name, "num_classes", num_classes)
+        self.in_channels = check_positive_int(name, "in_channels", in_channels)
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__

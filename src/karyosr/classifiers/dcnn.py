@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from karyosr.classifiers._common import Backbone, check_positive_int, check_width, scaled
+from karyosr.classifiers._common import Backbone, check_positive_int, scaled
 
 DCNN_FILTERS = (16, 16, 32, 64, 128, 256)
 DCNN_HIDDEN = (1024, 512)
@@ -49,11 +49,8 @@ class DCNN(Backbone):
         hidden: Sequence[int] = DCNN_HIDDEN,
         in_channels: int = 1,
     ):
-        super().__init__()
-        name = type(self).__name__
-        width = check_width(name, width)
-        self.num_classes = check_positive_int(name, "num_classes", num_classes)
-        self.in_channels = check_positive_int(name, "in_channels", in_channels)
+        super().__init__(num_classes, width, in_channels)
+        name, width = type(self).__name__, self.width
         filters = [check_positive_int(name, "filters", f) for f in filters]
         depth = check_positive_int(name, "depth", depth)
         if depth > len(filters):

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from karyosr.classifiers._common import Backbone, check_int_list, check_positive_int, check_width, init_conv_bn, scaled
+from karyosr.classifiers._common import Backbone, check_dropout, check_int_list, init_conv_bn, scaled
 
 BN_EPS = 1e-3  # as in the reference implementation
 SCALES = (0.17, 0.10, 0.20)
@@ -140,15 +140,11 @@ class InceptionResNetV2(Backbone):
         dropout: float = 0.2,
         in_channels: int = 1,
     ):
-        super().__init__()
-        name = type(self).__name__
-        width = check_width(name, width)
-        self.num_classes = check_positive_int(name, "num_classes", num_classes)
-        self.in_channels = check_positive_int(name, "in_channels", in_channels)
+        super().__init__(num_classes, width, in_channels)
+        name, width = type(self).__name__, self.width
         repeats = check_int_list(name, "repeats", repeats, 3, minimum=0)
         self.small_input = bool(small_input)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        check_dropout(name, dropout)
 
         def c(n: int) -> int:
             return scaled(n, width)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from karyosr.classifiers._common import Backbone, check_int_list, check_positive_int, check_width, init_conv_bn, scaled
+from karyosr.classifiers._common import Backbone, check_int_list, init_conv_bn, scaled
 
 
 class BasicBlock(nn.Module):
@@ -95,11 +95,8 @@ class ResNet(Backbone):
         small_input: bool = False,
         in_channels: int = 1,
     ):
-        super().__init__()
-        name = type(self).__name__
-        width = check_width(name, width)
-        self.num_classes = check_positive_int(name, "num_classes", num_classes)
-        self.in_channels = check_positive_int(name, "in_channels", in_channels)
+        super().__init__(num_classes, width, in_channels)
+        name, width = type(self).__name__, self.width
         block = self.block
         depth = check_int_list(name, "depth", self.default_depth if depth is None else depth, 4)
         self.small_input = bool(small_input)

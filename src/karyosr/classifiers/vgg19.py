@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from karyosr.classifiers._common import Backbone, check_int_list, check_positive_int, check_width, init_conv_bn, scaled
+from karyosr.classifiers._common import Backbone, check_dropout, check_int_list, check_positive_int, init_conv_bn, scaled
 
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
 VGG19_DEPTH = (2, 2, 4, 4, 4)
@@ -56,16 +56,12 @@ class VGG19(Backbone):
         dropout: float = 0.5,
         in_channels: int = 1,
     ):
-        super().__init__()
-        name = type(self).__name__
-        width = check_width(name, width)
-        self.num_classes = check_positive_int(name, "num_classes", num_classes)
-        self.in_channels = check_positive_int(name, "in_channels", in_channels)
+        super().__init__(num_classes, width, in_channels)
+        name, width = type(self).__name__, self.width
         depth = check_int_list(name, "depth", depth, 5)
         pool_size = check_positive_int(name, "pool_size", pool_size)
         hidden = scaled(check_positive_int(name, "hidden", hidden), width)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        check_dropout(name, dropout)
 
         layers: list[nn.Module] = []
         cin = self.in_channels

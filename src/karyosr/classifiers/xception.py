@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from karyosr.classifiers._common import Backbone, check_positive_int, check_width, init_conv_bn, scaled
+from karyosr.classifiers._common import Backbone, check_dropout, check_positive_int, init_conv_bn, scaled
 
 
 class SeparableConv2d(nn.Module):
@@ -91,14 +91,10 @@ class Xception(Backbone):
         dropout: float = 0.0,
         in_channels: int = 1,
     ):
-        super().__init__()
-        name = type(self).__name__
-        width = check_width(name, width)
-        self.num_classes = check_positive_int(name, "num_classes", num_classes)
-        self.in_channels = check_positive_int(name, "in_channels", in_channels)
+        super().__init__(num_classes, width, in_channels)
+        name, width = type(self).__name__, self.width
         middle_repeats = check_positive_int(name, "middle_repeats", middle_repeats, minimum=0)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        check_dropout(name, dropout)
         c = {n: scaled(n, width) for n in (32, 64, 128, 256, 728, 1024, 1536, 2048)}
 
         self.stem = nn.Sequential(

@@ -247,6 +247,19 @@ def test_srfbn_steps_and_attention_weighted_loss():
     assert torch.all(floored >= 0.2 - 1e-6) and torch.isclose(floored.sum(), torch.tensor(1.0))
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_srfbn_feedback_path_keeps_signal_at_init(scale):
+    # With PyTorch's default init the HR features shrink ~40x through the feedback block and
+    # the network never leaves its bicubic skip; the He init keeps them at the input's scale.
+    torch.manual_seed(0)
+    model = build_sr("srfbn", scale, num_features=32, num_groups=3, num_steps=4)
+    x = torch.rand(4, 1, 24, 24)
+    with torch.no_grad():
+        feat = model.feat_in(model.conv_in(x))
+        hr_features = model.out_up(model.block(feat, feat))
+    assert hr_features.std() > 0.3 * x.std()
+
+
 @pytest.mark.parametrize("size", [(32, 32), (50, 70)])
 def test_discriminator_any_size(size):
     disc = VGGStyleDiscriminator(num_feat=4, num_stages=4)

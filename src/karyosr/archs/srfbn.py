@@ -45,6 +45,27 @@ def _deconv_prelu(cin: int, cout: int, k: int, stride: int, padding: int) -> nn.
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, k, stride, padding), nn.PReLU(init=0.2))
 
 
+def _he_init(module: nn.Module, slope: float = 0.2) -> None:
+    """Variance-preserving (He) init for every conv and deconv before a PReLU(slope).
+
+    PyTorch's default init shrinks activations by about 1/sqrt(3) per layer; through SRFBN's
+    ~20 stacked convolutions the feedback path's output vanishes and training sits at the bicubic
+    skip (measured: 33.7 dB after 300 steps on the synthetic x4 data, against 36.0 dB with this
+    init). A deconvolution's output pixel sees ``in_channels * (kernel / stride)^2`` inputs,
+    not the ``out_channels * kernel^2`` that ``kaiming_normal_`` would assume for its weight.
+    """
+    gain = math.sqrt(2.0 / (1.0 + slope**2))
+    for layer in module.modules():
+        if isinstance(layer, nn.ConvTranspose2d):
+            fan_in = layer.in_channels * (layer.kernel_size[0] / layer.stride[0]) * (layer.kernel_size[1] / layer.stride[1])
+        elif isinstance(layer, nn.Conv2d):
+            fan_in = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        else:
+            continue
+        nn.init.normal_(layer.weight, 0.0, gain / math.sqrt(fan_in))
+        nn.init.zeros_(layer.bias)
+
+
 class FeedbackBlock(nn.Module):
     """G densely connected up/down projection groups between a 1x1 compression in and out."""
 
@@ -94,6 +115,7 @@ class SRFBN(nn.Module):
         self.block = FeedbackBlock(m, num_groups, k, s, p)
         self.out_up = _deconv_prelu(m, m, k, s, p)
         self.conv_out = nn.Conv2d(m, num_in_ch, 3, 1, 1)
+        _he_init(self)
         # Every step starts close to the bicubic skip: a full-size random head adds a residual
         # of ~10 grey levels that training must first unlearn, and a zero head would block the
         # gradient to everything before it.

@@ -5,8 +5,8 @@ device the machine has. Writes the SR and classification tables to benchmarks/re
     python benchmarks/gband_benchmark.py [--workdir DIR] [--cores 2]
 
 The data (../shared/data/gband-chromosomes/DataNew) is read in place, never copied into the
-repository. Model sizes and training lengths are set for a CPU run of well under an hour; on a GPU
-raise `options` and `epochs` for the published sizes.
+repository. Model sizes and training lengths are set for a 2-core CPU run (see SR_MODELS and BACKBONE);
+on a GPU raise `options` and `epochs` towards the published sizes.
 """
 
 from __future__ import annotations
@@ -23,22 +23,41 @@ import yaml
 
 from common import GBAND, REPO, RESULTS, record
 
-BACKBONE = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 5, "steps_per_epoch": 20,
-            "batch_size": 16, "patience": 3}
+# Sized for a 2-core CPU run of about an hour and a half at 96 px crops (LR 24 px at x4): published
+# SRCNN and SRFBN-S, a half-depth SRResNet, a light RRDBNet, a quarter-width ResNet-18; a GPU
+# run can raise these to the published sizes and lengths.
+CROP_SIZE = 96
+SR_MODELS = [
+    {"name": "srcnn", "arch": "srcnn", "epochs": 10, "steps_per_epoch": 100, "lr": 0.001},
+    {"name": "srresnet", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64},
+     "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
+    {"name": "srgan", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64}, "init_from_model": "srresnet",
+     "pixel_loss": "mse", "perceptual_weight": 1.0, "gan": {"type": "vanilla", "weight": 0.001},
+     "epochs": 4, "steps_per_epoch": 100, "lr": 0.0001, "select_by": "val_ssim"},
+    {"name": "rrdb", "arch": "esrgan", "options": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16},
+     "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
+    {"name": "esrgan", "arch": "esrgan", "options": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16},
+     "init_from_model": "rrdb", "pixel_weight": 0.01, "perceptual_weight": 1.0, "gan": {"type": "ragan", "weight": 0.005},
+     "epochs": 4, "steps_per_epoch": 100, "lr": 0.0001, "select_by": "val_ssim"},
+    {"name": "srfbn", "arch": "srfbn", "options": {"num_features": 32, "num_groups": 3, "num_steps": 4},
+     "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
+    {"name": "unet_sharpen", "arch": "unet_sharpen", "options": {"base_channels": 32, "depth": 3},
+     "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
+]
+BACKBONE = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 30, "steps_per_epoch": 25,
+            "batch_size": 32, "patience": 6, "sr_options": {"channels": [32, 16]}}
+INPUTS = {"hr": "hr", "lr": "lr:x4_bicubic", "sr": "sr:srresnet:x4_bicubic", "super": "super:srcnn:x4_bicubic"}
 
 
 def config(classification: bool = True) -> dict:
     base = yaml.safe_load((REPO / "config/gband.yaml").read_text())
-    demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
     base["dataset"]["source"]["path"] = str(GBAND)
-    base["sr"] = {"profiles": ["x4_bicubic"], "models": demo["sr"]["models"]}
-    experiments = []
-    for name, source in [("hr", "hr"), ("lr", "lr:x4_bicubic"), ("sr", "sr:srresnet:x4_bicubic"),
-                         ("super", "super:srcnn:x4_bicubic")]:
-        for balance in ("smote", "none") if name != "super" else ("smote",):
-            experiments.append({"name": f"resnet18_{name}_{balance}", "input": source, "balance": balance, **BACKBONE})
-    base["classify"] = {"seeds": [0, 1, 2], "experiments": experiments if classification else []}
+    base["crop_filter"]["target_size"] = CROP_SIZE
     base["degrade"] = {"profiles": [{"name": "x4_bicubic", "scale": 4, "kernel": "bicubic"}]}
+    base["sr"] = {"profiles": ["x4_bicubic"], "models": SR_MODELS}
+    experiments = [{"name": f"resnet18_{name}_{balance}", "input": source, "balance": balance, **BACKBONE}
+                   for name, source in INPUTS.items() for balance in ("smote", "none")]
+    base["classify"] = {"seeds": [0, 1, 2], "experiments": experiments if classification else []}
     return base
 
 

@@ -45,7 +45,7 @@ SR_MODELS = [
      "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
 ]
 BACKBONE = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 30, "steps_per_epoch": 25,
-            "batch_size": 32, "patience": 6, "sr_options": {"channels": [32, 16]}}
+            "batch_size": 32, "patience": 6, "lr_patience": 2, "sr_options": {"channels": [32, 16]}}
 INPUTS = {"hr": "hr", "lr": "lr:x4_bicubic", "sr": "sr:srresnet:x4_bicubic", "super": "super:srcnn:x4_bicubic"}
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     config_path.write_text(yaml.safe_dump(config(not args.sr_only), sort_keys=False))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                    str(args.workdir), "--cores", args.cores, "--configfile", str(config_path)], check=True)
+                    str(args.workdir), "--cores", args.cores, "--configfile", str(config_path), "--rerun-incomplete"], check=True)
     seconds = time.perf_counter() - start
 
     report = args.workdir / "results/report"

@@ -43,6 +43,11 @@ class LineTask:
         return {"weight": self.model.weight.detach().clone()}
 
 
+class Stalling(LineTask):
+    def validate(self):
+        return {"val_score": 0.0}  # best at epoch 1, never better after
+
+
 def settings(tmp_path: Path, **kw) -> engine.FitSettings:
     defaults = dict(epochs=4, steps_per_epoch=10, checkpoint_dir=tmp_path / "ck", config_slice={"lr": 0.1},
                     checkpoint_every=5, select_by="val_score", progress=False)
@@ -75,12 +80,24 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
 
 
 def test_best_epoch_is_exported_and_early_stopping(tmp_path):
-    class Worsening(LineTask):
-        def validate(self):
-            return {"val_score": -float(len(self.steps_seen))}  # best at epoch 1, then only worse
-
-    result = engine.fit(Worsening(), settings(tmp_path, epochs=10, patience=2))
+    result = engine.fit(Stalling(), settings(tmp_path, epochs=10, patience=2))
     assert result.best_epoch == 1 and list(result.history["epoch"]) == [1, 2, 3]
+
+
+def test_learning_rate_decays_on_plateau_and_resumes_with_the_decayed_rate(tmp_path):
+    plateau = dict(epochs=6, lr_decay=0.5, lr_patience=2)
+    result = engine.fit(Stalling(), settings(tmp_path / "a", **plateau))
+    # the rate used in each epoch: halved after the 2nd and the 4th epoch without improvement
+    assert list(result.history["lr"]) == [0.1, 0.1, 0.1, 0.05, 0.05, 0.025]
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(Stalling(stop_after=33), settings(tmp_path / "b", **plateau))
+    resumed = engine.fit(Stalling(), settings(tmp_path / "b", **plateau))
+    assert resumed.resumed_from_step == 30
+    assert list(resumed.history["lr"]) == list(result.history["lr"])
+
+    constant = engine.fit(Stalling(), settings(tmp_path / "c", epochs=6))
+    assert set(constant.history["lr"]) == {0.1}
 
 
 def test_ema_tracks_the_weights():

@@ -229,6 +229,7 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
     settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=experiment["steps_per_epoch"],
                            checkpoint_dir=Path(checkpoint_dir), config_slice={"experiment": experiment, "seed": seed},
                            select_by="val_accuracy", patience=experiment["patience"],
+                           lr_decay=experiment["lr_decay"], lr_patience=experiment["lr_patience"],
                            checkpoint_every=experiment["steps_per_epoch"])
     result = fit(task, settings)
     save_checkpoint(out_model, {"best_epoch": result.best_epoch, **result.export})

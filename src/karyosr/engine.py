@@ -120,6 +120,11 @@ class FitSettings:
     checkpoint_every: int = 50
     select_by: str = "val_psnr"  # a validate() key (higher is better), or 'last'
     patience: int | None = None  # epochs without improvement before stopping early
+    # Reduce-on-plateau: every lr_patience epochs without improvement the learning rates are
+    # multiplied by lr_decay. Stateless (a function of the epochs since the best one), so a
+    # resumed run decays exactly as an uninterrupted one; the rates live in the optimiser state.
+    lr_decay: float = 1.0
+    lr_patience: int | None = None
     progress: bool | None = None  # None: a bar when stderr is a terminal, else a line per epoch
 
 
@@ -204,18 +209,24 @@ def fit(task: Task, settings: FitSettings) -> FitResult:
         with torch.no_grad():
             metrics = task.validate()
         row = {"epoch": epoch, "step": step, **{f"train_{k}": float(np.mean(v)) for k, v in epoch_losses.items()},
-               **metrics}
+               **metrics, "lr": next(iter(optimizers.values())).param_groups[0]["lr"]}
         history.append(row)
         epoch_losses = {}
         progress.epoch_done()
         log.info("epoch %d/%d  %s", epoch, settings.epochs,
-                 "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "step")))
+                 "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
         value = math.inf if settings.select_by == "last" else metrics[settings.select_by]
         if value > best_value or settings.select_by == "last":
             best_value, best_epoch = value, epoch
             save_checkpoint(best_path, {"modules": {n: m.state_dict() for n, m in modules.items()}, "epoch": epoch})
+        stalled = epoch - best_epoch
+        if settings.lr_patience and settings.lr_decay < 1 and stalled and stalled % settings.lr_patience == 0:
+            for optimizer in optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] *= settings.lr_decay
+            log.info("no better %s for %d epochs: learning rates x %g", settings.select_by, stalled, settings.lr_decay)
         checkpoint()
-        if settings.patience and epoch - best_epoch >= settings.patience:
+        if settings.patience and stalled >= settings.patience:
             log.info("stopping early: no improvement of %s for %d epochs", settings.select_by, settings.patience)
             break
 

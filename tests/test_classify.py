@@ -74,3 +74,19 @@ def test_over_seeds_mean_and_ci():
     assert table.loc[0, "accuracy_mean"] == pytest.approx(0.9)
     assert table.loc[0, "accuracy_ci"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
     assert np.isnan(table.loc[0, "y_accuracy_mean"]) and table.loc[0, "seeds"] == 3
+
+
+def test_super_network_starts_near_bicubic_and_passes_gradients_outside_the_pixel_range():
+    torch.manual_seed(1)
+    experiment = {"input": "super:srcnn:x4_bicubic", "backbone": "dcnn", "backbone_options": {"width": 0.25},
+                  "sr_options": {"channels": [8, 4]}}
+    model = classify.build_classifier(experiment, scale=4)
+    lr = torch.full((2, 1, 12, 12), 0.98)  # a bright background, as in G-band crops
+    lr[:, :, 4:8, 4:8] = 0.2
+    bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+    assert (model.upscaled(lr) - bicubic).abs().mean() < 0.02  # SR layers start at the skip
+
+    with torch.no_grad():
+        model.sr.body[-1].bias.fill_(0.5)  # push every pixel above 1
+    model(lr).sum().backward()
+    assert model.sr.body[0].weight.grad.abs().sum() > 0  # no clamp swallowing the gradient

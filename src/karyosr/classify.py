@@ -114,7 +114,9 @@ class SuperNetwork(nn.Module):
     def upscaled(self, x):
         from karyosr.sr_train import super_resolve
 
-        return super_resolve(self.sr, x, self.scale).clamp(0, 1)
+        # Not clamped: a clamp passes no gradient where it saturates, and SR layers pushed out of
+        # [0, 1] early on would then stay there, showing the backbone a blank image.
+        return super_resolve(self.sr, x, self.scale)
 
     def features(self, x):
         return self.backbone.features(self.upscaled(x))

@@ -26,6 +26,16 @@ def bicubic_up(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(x, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
 
 
+@torch.no_grad()
+def start_at_skip(conv: nn.Conv2d, gain: float = 0.1) -> None:
+    """Shrink the last convolution of a residual branch added to a bicubic skip, so training
+    starts close to bicubic. A full-size random head adds a residual of ~10 grey levels that
+    must first be unlearnt (and, in front of a classifier, pushes most pixels out of [0, 1]);
+    a zero head would block the gradient to everything before it."""
+    conv.weight.mul_(gain)
+    conv.bias.zero_()
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

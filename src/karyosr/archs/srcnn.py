@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from karyosr.archs._common import bicubic_up, check_scale
+from karyosr.archs._common import bicubic_up, check_scale, start_at_skip
 
 
 class SRCNN(nn.Module):
@@ -43,6 +43,7 @@ class SRCNN(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(c2, num_in_ch, k3, padding=k3 // 2),
         )
+        start_at_skip(self.body[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = bicubic_up(x, self.scale)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr.archs._common import bicubic_up, check_scale
+from karyosr.archs._common import bicubic_up, check_scale, start_at_skip
 
 PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
 
@@ -116,12 +116,7 @@ class SRFBN(nn.Module):
         self.out_up = _deconv_prelu(m, m, k, s, p)
         self.conv_out = nn.Conv2d(m, num_in_ch, 3, 1, 1)
         _he_init(self)
-        # Every step starts close to the bicubic skip: a full-size random head adds a residual
-        # of ~10 grey levels that training must first unlearn, and a zero head would block the
-        # gradient to everything before it.
-        with torch.no_grad():
-            self.conv_out.weight.mul_(0.1)
-            self.conv_out.bias.zero_()
+        start_at_skip(self.conv_out)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         up = bicubic_up(x, self.scale)

@@ -29,9 +29,9 @@ from common import GBAND, REPO, RESULTS, record
 CROP_SIZE = 96
 SR_MODELS = [
     {"name": "srcnn", "arch": "srcnn", "epochs": 10, "steps_per_epoch": 100, "lr": 0.001},
-    {"name": "srresnet", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64},
+    {"name": "srresnet", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64, "bicubic_residual": True},
      "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
-    {"name": "srgan", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64}, "init_from_model": "srresnet",
+    {"name": "srgan", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64, "bicubic_residual": True}, "init_from_model": "srresnet",
      "pixel_loss": "mse", "perceptual_weight": 1.0, "gan": {"type": "vanilla", "weight": 0.001},
      "epochs": 4, "steps_per_epoch": 100, "lr": 0.0001, "select_by": "val_ssim"},
     {"name": "rrdb", "arch": "esrgan", "options": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16},

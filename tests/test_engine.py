@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,20 @@ def test_learning_rate_decays_on_plateau_and_resumes_with_the_decayed_rate(tmp_p
 
     constant = engine.fit(Stalling(), settings(tmp_path / "c", epochs=6))
     assert set(constant.history["lr"]) == {0.1}
+
+
+def test_cosine_schedule_anneals_to_zero_and_resumes_on_the_same_curve(tmp_path):
+    cosine = dict(epochs=4, cosine=True)
+    result = engine.fit(LineTask(), settings(tmp_path / "a", **cosine))
+    # the rate of each epoch's last step: 0.1 * (1 + cos(pi * (10 e - 1) / 40)) / 2
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * (10 * e - 1) / 40)) for e in range(1, 5)]
+    assert result.history["lr"].tolist() == pytest.approx(expected)
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit(LineTask(stop_after=23), settings(tmp_path / "b", **cosine))
+    resumed = engine.fit(LineTask(), settings(tmp_path / "b", **cosine))
+    assert resumed.resumed_from_step == 20
+    assert resumed.history["lr"].tolist() == pytest.approx(expected)
 
 
 def test_ema_tracks_the_weights():

@@ -125,6 +125,9 @@ class FitSettings:
     # resumed run decays exactly as an uninterrupted one; the rates live in the optimiser state.
     lr_decay: float = 1.0
     lr_patience: int | None = None
+    # Cosine annealing of every learning rate from its configured value to 0 over the whole run,
+    # set from the step number before each step, so a resumed run follows the same curve.
+    cosine: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal, else a line per epoch
 
 
@@ -152,6 +155,14 @@ class _Progress:
     def epoch_done(self) -> None:
         if self.enabled:
             sys.stderr.write("\n")
+
+
+def _anneal(optimizers, step: int, total: int) -> None:
+    factor = 0.5 * (1.0 + math.cos(math.pi * step / total))
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
 
 
 def fit(task: Task, settings: FitSettings) -> FitResult:
@@ -193,6 +204,8 @@ def fit(task: Task, settings: FitSettings) -> FitResult:
     while step < total:
         for module in modules.values():
             module.train()
+        if settings.cosine:
+            _anneal(optimizers.values(), step, total)
         losses = task.train_step(step)
         step += 1
         for key, value in losses.items():

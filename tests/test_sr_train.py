@@ -17,11 +17,10 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config/config.yaml"
 
 
 def model_settings(run_wide: dict, **model) -> dict:
-    """One SR model's slice as the train_sr rule passes it: the model's keys + the run-wide SR keys."""
+    """One SR model's slice as the train_sr rule passes it, defaults filled in."""
     base = yaml.safe_load(DEFAULT_CONFIG.read_text())
     cfg = config.validate({**base, "sr": {**run_wide, "models": [model]}, "classify": {"experiments": []}})
-    settings = {k: v for k, v in cfg["sr"].items() if k not in ("models", "profiles", "tile")}
-    return {**cfg["sr"]["models"][0], **settings}
+    return config.sr_model_settings(cfg, model["name"])
 
 
 def toy_pairs(n: int, seed: int) -> Pairs:

@@ -40,6 +40,21 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+SR_RUN_KEYS = ("device", "bf16", "compile", "tile", "infer_batch_size")
+
+
+def sr_run_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run-wide SR settings of a validated config (training and inference)."""
+    return {k: config["sr"][k] for k in SR_RUN_KEYS}
+
+
+def sr_model_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """One SR model's config slice as train_sr receives it: the model's keys plus the run-wide
+    settings training depends on (not the inference tile size, so changing it does not retrain)."""
+    model = next(m for m in config["sr"]["models"] if m["name"] == name)
+    return {**model, **{k: v for k, v in sr_run_settings(config).items() if k != "tile"}}
+
+
 def _key(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 

@@ -8,7 +8,7 @@ SRC = str(Path(workflow.basedir) / "src")
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 sys.path.insert(0, SRC)
 
-from karyosr.config import load_schema, validate as validate_config
+from karyosr.config import load_schema, sr_model_settings, sr_run_settings, validate as validate_config
 from karyosr.shards import shard_names
 
 
@@ -58,7 +58,7 @@ PROFILES = {profile["name"]: profile for profile in config["degrade"]["profiles"
 METHODS = list(config["upscale"]["methods"])
 SR_MODELS = {model["name"]: model for model in config["sr"]["models"]}
 SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODELS else []
-SR_SETTINGS = {k: config["sr"][k] for k in ("device", "bf16", "compile", "tile", "infer_batch_size")}
+SR_SETTINGS = sr_run_settings(config)
 DATASET = config["dataset"]["name"]
 EXPERIMENTS = {e["name"]: e for e in config["classify"]["experiments"]}
 SEEDS = config["classify"]["seeds"]
@@ -85,12 +85,6 @@ def methods_for(profile):
 
 def method_profile_pairs():
     return [(method, profile) for profile in PROFILES for method in methods_for(profile)]
-
-
-def model_settings(name):
-    """A model's config slice, with the run-wide SR settings training depends on (not the
-    inference tile size, so changing it does not retrain)."""
-    return {**SR_MODELS[name], **{k: v for k, v in SR_SETTINGS.items() if k != "tile"}}
 
 
 def uses_pipeline_features(name):

@@ -42,7 +42,7 @@ rule train_sr:
     wildcard_constraints:
         model="|".join(SR_MODELS) or "no-learned-models",
     params:
-        model=lambda wc: model_settings(wc.model),
+        model=lambda wc: sr_model_settings(config, wc.model),
         seed=config["seed"],
         # Not an output: a rerun after a kill resumes from it, and Snakemake must not delete it.
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}/{wc.profile}",

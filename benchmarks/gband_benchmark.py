@@ -27,16 +27,18 @@ from common import GBAND, REPO, RESULTS, record
 # SRCNN and SRFBN-S, a half-depth SRResNet, a light RRDBNet, a quarter-width ResNet-18; a GPU
 # run can raise these to the published sizes and lengths.
 CROP_SIZE = 96
+SRRESNET = {"num_blocks": 8, "num_features": 64, "bicubic_residual": True}  # shared by srresnet and srgan
+RRDBNET = {"num_feat": 32, "num_block": 4, "num_grow_ch": 16}  # shared by rrdb and esrgan
 SR_MODELS = [
     {"name": "srcnn", "arch": "srcnn", "epochs": 10, "steps_per_epoch": 100, "lr": 0.001},
-    {"name": "srresnet", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64, "bicubic_residual": True},
+    {"name": "srresnet", "arch": "srresnet", "options": SRRESNET,
      "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
-    {"name": "srgan", "arch": "srresnet", "options": {"num_blocks": 8, "num_features": 64, "bicubic_residual": True}, "init_from_model": "srresnet",
+    {"name": "srgan", "arch": "srresnet", "options": SRRESNET, "init_from_model": "srresnet",
      "pixel_loss": "mse", "perceptual_weight": 1.0, "gan": {"type": "vanilla", "weight": 0.001},
      "epochs": 4, "steps_per_epoch": 100, "lr": 0.0001, "select_by": "val_ssim"},
-    {"name": "rrdb", "arch": "esrgan", "options": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16},
+    {"name": "rrdb", "arch": "esrgan", "options": RRDBNET,
      "epochs": 10, "steps_per_epoch": 100, "lr": 0.0005},
-    {"name": "esrgan", "arch": "esrgan", "options": {"num_feat": 32, "num_block": 4, "num_grow_ch": 16},
+    {"name": "esrgan", "arch": "esrgan", "options": RRDBNET,
      "init_from_model": "rrdb", "pixel_weight": 0.01, "perceptual_weight": 1.0, "gan": {"type": "ragan", "weight": 0.005},
      "epochs": 4, "steps_per_epoch": 100, "lr": 0.0001, "select_by": "val_ssim"},
     {"name": "srfbn", "arch": "srfbn", "options": {"num_features": 32, "num_groups": 3, "num_steps": 4},

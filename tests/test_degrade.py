@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from karyosr import shards
-from karyosr.degrade import IDENTITY_COLUMNS, degrade_image, degrade_images, image_rng, run
+from karyosr.degrade import IDENTITY_COLUMNS, KERNELS, degrade_image, degrade_images, downscale, image_rng, run
+from karyosr.resize import imresize
 
 
 def profile(**changes):
@@ -33,7 +34,7 @@ def degrade(hr, prof, image_id="d/g/a", seed=0, name="p"):
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
-@pytest.mark.parametrize("kernel", ["bicubic", "bilinear", "area", "nearest", "lanczos"])
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_output_size(scale, kernel):
     hr = hr_image(size=48)
     lr, rec = degrade(hr, profile(scale=scale, kernel=kernel))
@@ -46,6 +47,47 @@ def test_non_square_size():
     hr = np.zeros((64, 32), np.uint8)
     lr, _ = degrade(hr, profile(scale=4))
     assert lr.shape == (16, 8)
+
+
+def test_kernels_are_the_schema_enum():
+    assert set(KERNELS) == {"bicubic", "cv2_bicubic", "bilinear", "area", "nearest", "lanczos"}
+
+
+def test_bicubic_is_matlab_imresize_and_cv2_bicubic_is_opencv():
+    hr = hr_image()
+    lr, _ = degrade(hr, profile(scale=4, kernel="bicubic"))
+    np.testing.assert_array_equal(lr, np.clip(np.rint(imresize(hr.astype(np.float32), 0.25)), 0, 255))
+    lr, _ = degrade(hr, profile(scale=4, kernel="cv2_bicubic"))
+    opencv = cv2.resize(hr.astype(np.float32), (16, 16), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(lr, np.clip(np.rint(opencv), 0, 255))
+
+
+def test_bicubic_filters_detail_finer_than_the_lr_grid_cv2_bicubic_aliases_it():
+    # 0.2 cycles/px is above the x4 LR Nyquist limit (0.125 cycles/HR px): an antialiased
+    # reduction removes it, point-sampling OpenCV INTER_CUBIC folds it back almost undamped.
+    amplitude = 100
+    stripes = 128 + amplitude * np.sin(2 * np.pi * 0.2 * np.arange(96))
+    hr = np.rint(np.tile(stripes, (96, 1))).astype(np.uint8)
+    inner = slice(3, -3)  # away from the mirrored borders
+    lr, _ = degrade(hr, profile(scale=4, kernel="bicubic"))
+    assert np.ptp(lr[:, inner].astype(float)) / 2 < 0.2 * amplitude
+    aliased, _ = degrade(hr, profile(scale=4, kernel="cv2_bicubic"))
+    assert np.ptp(aliased[:, inner].astype(float)) / 2 > 0.8 * amplitude
+
+
+def test_bicubic_of_a_size_not_divisible_by_scale_keeps_the_exact_scale():
+    # 50 // 4 = 12 LR pixels, each over 4 HR pixels: the first 12 of MATLAB's
+    # imresize(hr, 1/4) (which would give ceil(12.5) = 13), not a 50 -> 12 resize (scale 0.24).
+    hr = hr_image(size=50)
+    lr, _ = degrade(hr, profile(scale=4, kernel="bicubic"))
+    full = imresize(hr.astype(np.float32), 0.25)
+    assert full.shape == (13, 13) and lr.shape == (12, 12)
+    np.testing.assert_array_equal(lr, np.clip(np.rint(full[:12, :12]), 0, 255))
+
+
+def test_unknown_kernel_names_the_choices():
+    with pytest.raises(ValueError, match=r"degrade kernel 'cubic': expected one of bicubic, cv2_bicubic, bilinear"):
+        downscale(np.zeros((8, 8), np.float32), 2, "cubic")
 
 
 def test_area_kernel_is_block_mean():

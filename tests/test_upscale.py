@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from karyosr import shards
-from karyosr.degrade import INTERPOLATION
+from karyosr.degrade import OPENCV_KERNELS
 from karyosr.config import INTERPOLATION_METHODS as METHODS
+from karyosr.resize import imresize
 from karyosr.upscale import SR_COLUMNS, run, select_split, upscale
 
 UNSHARP = {"sigma": 1.0, "amount": 1.0}
@@ -31,7 +32,10 @@ def test_overshoot_clipped_to_dtype_range(dtype, method):
     lr = np.zeros((8, 8), dtype)
     lr[:, 4:] = peak
     lr[4:, :2] = peak
-    raw = cv2.resize(lr.astype(np.float32), (32, 32), interpolation=INTERPOLATION[method])
+    if method == "bicubic":
+        raw = imresize(lr.astype(np.float32), 4)
+    else:
+        raw = cv2.resize(lr.astype(np.float32), (32, 32), interpolation=OPENCV_KERNELS[method])
     assert raw.max() > peak and raw.min() < 0  # the kernel really overshoots here
     sr = upscale(lr, 4, method, UNSHARP)
     assert sr.dtype == dtype
@@ -60,6 +64,25 @@ def test_constant_image_stays_constant():
     lr = np.full((6, 6), 77, np.uint8)
     for method in METHODS:
         assert (upscale(lr, 4, method, UNSHARP) == 77).all(), method
+
+
+def test_bicubic_is_matlab_imresize_not_opencv():
+    lr = np.random.default_rng(3).integers(0, 256, (12, 10), dtype=np.uint8)
+    sr = upscale(lr, 4, "bicubic", UNSHARP)
+    np.testing.assert_array_equal(sr, np.clip(np.rint(imresize(lr.astype(np.float32), 4)), 0, 255))
+    opencv = cv2.resize(lr, (40, 48), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(sr.astype(int) - opencv).max() > 2  # a = -0.5 vs OpenCV's a = -0.75
+
+
+def test_bicubic_reproduces_a_linear_ramp_away_from_the_borders():
+    # Keys' cubic with a = -0.5 interpolates linear functions exactly; MATLAB's mapping puts the
+    # x4 output column c (0-based) at LR coordinate (c + 0.5) / 4 - 0.5, so a ramp 10 + 8 j
+    # becomes 10 + 8 ((c + 0.5) / 4 - 0.5) = 7 + 2 c: whole grey levels, no rounding involved.
+    lr = np.tile(np.arange(10, 170, 8, dtype=np.uint8), (4, 1))  # 20 columns
+    sr = upscale(lr, 4, "bicubic", UNSHARP)
+    columns = np.arange(8, 80 - 8)  # all taps (two LR pixels either side) inside the image
+    np.testing.assert_array_equal(sr[:, columns], np.tile(7 + 2 * columns, (16, 1)))
+    assert sr[0, 0] != 7  # at the border the mirrored taps flatten the ramp
 
 
 def _lr_shard(tmp_path):

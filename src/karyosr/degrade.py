@@ -3,6 +3,9 @@
 Random parameters (blur, noise level, JPEG quality) are drawn per image from a generator
 seeded by (seed, profile, image_id), so an image degrades the same way in every run, shard
 layout and job order.
+
+Kernel ``bicubic`` is MATLAB's antialiased ``imresize`` (karyosr.resize), which made the LR
+images of the SR literature; ``cv2_bicubic`` and the other kernels are OpenCV's ``cv2.resize``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,28 @@ import numpy as np
 import pandas as pd
 
 from karyosr import shards
+from karyosr.resize import imresize
 
 log = logging.getLogger(__name__)
 
-INTERPOLATION = {
-    "nearest": cv2.INTER_NEAREST,
+OPENCV_KERNELS = {
+    "cv2_bicubic": cv2.INTER_CUBIC,  # a = -0.75 and no antialiasing: aliases when downscaling
     "bilinear": cv2.INTER_LINEAR,
-    "bicubic": cv2.INTER_CUBIC,
     "area": cv2.INTER_AREA,
+    "nearest": cv2.INTER_NEAREST,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+KERNELS = ("bicubic", *OPENCV_KERNELS)
+
+
+def downscale(image: np.ndarray, scale: int, kernel: str) -> np.ndarray:
+    """``image`` reduced to (H // scale, W // scale): every LR pixel covers scale x scale HR pixels."""
+    shape = (image.shape[0] // scale, image.shape[1] // scale)
+    if kernel == "bicubic":
+        return imresize(image, 1 / scale, output_shape=shape)
+    if kernel not in OPENCV_KERNELS:
+        raise ValueError(f"degrade kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
+    return cv2.resize(image, shape[::-1], interpolation=OPENCV_KERNELS[kernel])
 
 
 def image_rng(seed: int, *keys: str) -> np.random.Generator:
@@ -47,8 +62,7 @@ def degrade_image(hr: np.ndarray, profile: dict, rng: np.random.Generator) -> tu
     if sigma > 0:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     scale = profile["scale"]
-    size = (hr.shape[1] // scale, hr.shape[0] // scale)
-    image = cv2.resize(image, size, interpolation=INTERPOLATION[profile["kernel"]])
+    image = downscale(image, scale, profile["kernel"])
     noise_sigma = 0.0
     if profile["noise"] == "gaussian":
         noise_sigma = float(_draw(profile["noise_sigma"], rng))

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from karyosr import shards
-from karyosr.degrade import IDENTITY_COLUMNS, INTERPOLATION
+from karyosr.degrade import IDENTITY_COLUMNS, OPENCV_KERNELS
+from karyosr.resize import imresize
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,15 @@ SR_COLUMNS = IDENTITY_COLUMNS + ["profile", "method", "scale"]
 def upscale(lr: np.ndarray, scale: int, method: str, unsharp: dict | None = None) -> np.ndarray:
     """Resize by ``scale``; cubic kernels overshoot, so results are clipped to the dtype range.
 
-    'unsharp' is the filter-sharpening baseline: bicubic, then an unsharp mask
-    (image + amount x (image - Gaussian(image, sigma))).
+    'bicubic' is MATLAB's ``imresize`` kernel (a = -0.5, karyosr.resize), the bicubic of the SR
+    literature; nearest, bilinear and lanczos are OpenCV's. 'unsharp' is the filter-sharpening
+    baseline: bicubic, then an unsharp mask (image + amount x (image - Gaussian(image, sigma))).
     """
-    size = (lr.shape[1] * scale, lr.shape[0] * scale)
-    kernel = INTERPOLATION["bicubic" if method == "unsharp" else method]
-    out = cv2.resize(lr.astype(np.float32), size, interpolation=kernel)
+    if method in ("bicubic", "unsharp"):
+        out = imresize(lr.astype(np.float32), scale)
+    else:
+        size = (lr.shape[1] * scale, lr.shape[0] * scale)
+        out = cv2.resize(lr.astype(np.float32), size, interpolation=OPENCV_KERNELS[method])
     if method == "unsharp":
         out = out + unsharp["amount"] * (out - cv2.GaussianBlur(out, (0, 0), unsharp["sigma"]))
     peak = 65535 if lr.dtype == np.uint16 else 255

@@ -247,7 +247,11 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     model.load_state_dict(archs.load_checkpoint(model_path)["state_dict"])
     peak = 65535.0 if images.dtype == np.uint16 else 255.0
     probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"])
-    table = pd.DataFrame({"image_id": ids, "label": labels, "predicted": probabilities.argmax(1),
+    # The metaphase cell of each image: cell decoding labels a cell's chromosomes jointly, and
+    # intervals resample whole cells.
+    cells = shards.read_table(split_manifest, columns=["image_id", "group"]).set_index("image_id")["group"]
+    table = pd.DataFrame({"image_id": ids, "cell": cells.loc[ids].to_numpy(), "label": labels,
+                          "predicted": probabilities.argmax(1),
                           "probabilities": list(probabilities.astype(np.float32)),
                           "experiment": experiment["name"], "seed": seed})
     shards.write_table(out_predictions, table)

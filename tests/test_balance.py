@@ -63,6 +63,83 @@ def test_smote_rows_match_imblearn_on_the_same_data():
                                   np.clip(np.rint(expected), 0, 255).astype(np.uint8))
 
 
+def test_smote_parents_are_the_pair_each_sample_was_drawn_between():
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 22, 23], [10, 10, 6, 4])
+    # Distinct images in every class (_training_set's X and Y means saturate at 255); the X
+    # images are one texture at six brightness levels, points on a line, where a sample drawn
+    # between two far images has other images nearer to it than its parents.
+    images = np.clip(rng.normal(120, 40, (len(labels), 12, 12)), 0, 255).astype(np.uint8)
+    images[labels == 22] = rng.integers(0, 40, (12, 12))[None] + 40 * np.arange(6)[:, None, None]
+    ids = np.array([f"d/g{label}/{label}_{i}" for i, label in enumerate(labels)])
+    out_images, out_labels, out_ids, synthetic, parents = balance.balance_split(images, labels, ids, "smote",
+                                                                                 {"X": 20, "Y": 10}, 3, seed=3)
+    by_id = dict(zip(ids, images.reshape(len(ids), -1).astype(float)))
+    for row in np.flatnonzero(synthetic):
+        start, towards = (by_id[p] for p in parents[row])
+        direction = towards - start
+        gap = (out_images[row].reshape(-1) - start) @ direction / (direction @ direction)
+        assert -1e-9 <= gap <= 1 + 1e-9
+        # The stored image is the interpolated row rounded to whole grey levels, and the gap is
+        # estimated from those rounded pixels: within a grey level; a wrong pair misses by tens.
+        np.testing.assert_allclose(out_images[row].reshape(-1), start + gap * direction, atol=1.0)
+        assert parents[row][0] != parents[row][1]
+        assert {p.split("/")[1] for p in parents[row]} == {f"g{out_labels[row]}"}
+    # Not the two real images nearest to the sample, which the parents were once taken to be.
+    flat = out_images.reshape(len(out_ids), -1).astype(float)
+    nearest_pair_everywhere = all(
+        set(parents[row]) == set(ids[labels == out_labels[row]][np.argsort(
+            ((flat[: len(ids)][labels == out_labels[row]] - flat[row]) ** 2).sum(1))[:2]])
+        for row in np.flatnonzero(synthetic))
+    assert not nearest_pair_everywhere
+
+
+def test_smote_draw_is_seeded_and_picks_among_the_k_nearest():
+    rows = np.random.default_rng(0).normal(size=(9, 5)).astype(np.float32)
+    start, towards, gaps = balance.smote_draw(rows, 40, 3, seed=11)
+    again = balance.smote_draw(rows, 40, 3, seed=11)
+    for first, second in zip((start, towards, gaps), again):
+        np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(gaps, balance.smote_draw(rows, 40, 3, seed=12)[2])
+    assert ((gaps >= 0) & (gaps < 1)).all()
+    distances = ((rows[:, None] - rows[None]) ** 2).sum(-1)
+    for s, t in zip(start, towards):
+        assert t != s and t in np.argsort(distances[s])[1:4]
+    np.testing.assert_allclose(balance.interpolate(rows, start, towards, gaps),
+                               rows[start] + gaps[:, None] * (rows[towards] - rows[start]), rtol=1e-6)
+
+
+def test_balanced_split_is_deterministic_for_a_seed():
+    images, labels, ids = _training_set({0: 8, 1: 8, 22: 3, 23: 4})
+    for method in ("smote", "random_oversample"):
+        first = balance.balance_split(images, labels, ids, method, seed=5)
+        second = balance.balance_split(images, labels, ids, method, seed=5)
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+
+
+def test_random_oversample_rows_match_imblearn_on_the_same_data():
+    from imblearn.over_sampling import RandomOverSampler
+
+    images, labels, ids = _training_set({0: 8, 1: 8, 22: 3, 23: 2})
+    images = np.random.default_rng(1).integers(0, 256, images.shape).astype(np.uint8)  # all distinct
+    out_images, out_labels, *_ = balance.balance_split(images, labels, ids, "random_oversample", {"X": 8, "Y": 8},
+                                                       seed=4)
+    expected, expected_labels = RandomOverSampler(sampling_strategy={22: 8, 23: 8}, random_state=4).fit_resample(
+        images.reshape(len(labels), -1), labels)
+    np.testing.assert_array_equal(out_labels, expected_labels)
+    np.testing.assert_array_equal(out_images.reshape(len(out_labels), -1), expected)
+
+
+def test_random_oversample_parent_is_the_copied_image():
+    images, labels, ids = _training_set({0: 8, 1: 8, 22: 3})
+    out_images, _, _, synthetic, parents = balance.balance_split(images, labels, ids, "random_oversample", seed=1)
+    by_id = dict(zip(ids, images))
+    for row in np.flatnonzero(synthetic):
+        assert len(parents[row]) == 1
+        np.testing.assert_array_equal(out_images[row], by_id[parents[row][0]])
+
+
 def test_random_oversample_and_none_and_class_weights():
     images, labels, ids = _training_set({0: 8, 1: 8, 22: 2})
     out = balance.balance_split(images, labels, ids, "random_oversample", seed=0)

@@ -203,8 +203,8 @@ def test_background_only_method_scores_high_whole_image_and_low_foreground():
 def test_no_reference_scores_and_flat_image_reason():
     rng = np.random.default_rng(0)
     textured = [np.clip(rng.normal(120, 40, (64, 64)), 0, 255).astype(np.uint8) for _ in range(4)]
-    pristine = niqe.fit_pristine(textured, patch_size=16)
-    table = metrics.no_reference(textured[:2] + [np.full((64, 64), 7, np.uint8)], pristine, 16)
+    pristine = niqe.PristineModel(*niqe.fit_pristine(textured, patch_size=16), "paper", 16)
+    table = metrics.no_reference(textured[:2] + [np.full((64, 64), 7, np.uint8)], pristine)
     assert np.isfinite(table["niqe"].iloc[:2]).all() and (table["niqe_error"].iloc[:2] == "").all()
     assert np.isnan(table["niqe"].iloc[2]) and "flat" in table["niqe_error"].iloc[2]
     assert table["piqe"].between(0, 100).all()
@@ -213,8 +213,8 @@ def test_no_reference_scores_and_flat_image_reason():
 def _pristine(tmp_path):
     rng = np.random.default_rng(1)
     path = tmp_path / "pristine.npz"
-    niqe.save_params(path, *niqe.fit_pristine([rng.integers(0, 256, (64, 64)).astype(np.uint8) for _ in range(3)],
-                                                patch_size=16))
+    mu, cov = niqe.fit_pristine([rng.integers(0, 256, (64, 64)).astype(np.uint8) for _ in range(3)], patch_size=16)
+    niqe.save_model(path, niqe.PristineModel(mu, cov, "paper", 16))
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from karyosr.niqe import imresize_half
 from karyosr.resize import imresize, weight_matrix
 
 
@@ -51,11 +50,27 @@ def test_x4_downscale_interior_row_by_hand():
                                rtol=0, atol=1e-16)
 
 
-def test_matches_the_independent_half_scale_resize_of_niqe():
+def _half_by_eight_taps(a: np.ndarray) -> np.ndarray:
+    """imresize(a, 0.5) derived separately (once karyosr.niqe's own copy): output i sits at input
+    2i + 0.5 (0-based), so its 8 taps 2i-3 .. 2i+4 lie at distances 3.5 .. -3.5 and weigh
+    k(d / 2) / 2; the borders mirror with edge duplication, 4 samples deep."""
+    d = np.abs(np.arange(3.5, -4.0, -1.0)) / 2
+    taps = np.where(d <= 1, 1.5 * d**3 - 2.5 * d**2 + 1, np.where(d <= 2, -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2, 0.0))
+    taps /= taps.sum()
+
+    def rows(x):
+        n_out = (x.shape[0] + 1) // 2
+        padded = np.pad(x, [(4, 4), (0, 0)], mode="symmetric")
+        return sum(w * padded[1 + t: 2 + t + 2 * (n_out - 1): 2] for t, w in enumerate(taps))
+
+    return rows(rows(a).T).T
+
+
+def test_matches_a_separate_half_scale_derivation():
     image = np.random.default_rng(0).random((37, 50)) * 255
     out = imresize(image, 0.5)
     assert out.shape == (19, 25)
-    np.testing.assert_allclose(out, imresize_half(image), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out, _half_by_eight_taps(image), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])

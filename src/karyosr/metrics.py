@@ -124,13 +124,14 @@ def score(hr: np.ndarray, sr: np.ndarray, params: dict, masks: np.ndarray) -> pd
     )
 
 
-def no_reference(images, pristine: tuple[np.ndarray, np.ndarray], patch_size: int) -> pd.DataFrame:
-    """NIQE (against the pristine model) and PIQE per image; an image NIQE cannot score (flat,
-    smaller than a patch) gets no value and the reason in ``niqe_error``."""
+def no_reference(images, pristine: niqe.PristineModel) -> pd.DataFrame:
+    """NIQE (against the pristine model, with its feature set and patch size) and PIQE per image;
+    an image NIQE cannot score (flat, smaller than a patch) gets no value and the reason in
+    ``niqe_error``."""
     niqe_values, errors = [], []
     for image in images:
         try:
-            niqe_values.append(niqe.niqe(image, *pristine, patch_size=patch_size))
+            niqe_values.append(pristine.score(image))
             errors.append("")
         except ValueError as exc:
             niqe_values.append(np.nan)
@@ -156,7 +157,7 @@ def run(hr_shard, sr_shard, params: dict, pristine_path, out_table) -> None:
         sr = shards.stack(sr_images)
         masks = foreground_masks(hr, hr_meta["polarity"].iloc[rows], hr_meta["threshold_level"].iloc[rows],
                                  params["foreground_dilation"])
-        quality = no_reference(sr_images, niqe.load_params(pristine_path), params["niqe_patch_size"])
+        quality = no_reference(sr_images, niqe.load_model(pristine_path))
         table = pd.concat([table, score(hr, sr, params, masks), quality], axis=1)
     else:
         table = table.assign(**{c: pd.Series(dtype=float) for c in METRIC_COLUMNS}, niqe_error=pd.Series(dtype=str))
@@ -172,16 +173,18 @@ def run_hr_quality(hr_shard, split_manifest, params: dict, pristine_path, out_ta
     meta = meta.loc[keep, ["image_id", "label", "class_name"]].reset_index(drop=True)
     images = [im for im, k in zip(images, keep) if k]
     table = pd.concat([meta.assign(profile="", method="HR"),
-                       no_reference(images, niqe.load_params(pristine_path), params["niqe_patch_size"])], axis=1)
+                       no_reference(images, niqe.load_model(pristine_path))], axis=1)
     shards.write_table(out_table, table)
 
 
 def fit_niqe_model(hr_shards, split_manifest, params: dict, out_path) -> None:
     """The pristine NIQE model from the HR training images of this run (natural-scene models do
-    not describe chromosome images), or the parameter file named in the config."""
+    not describe chromosome images), or the model file named in the config, which keeps its own
+    feature set and patch size (a published model: release features, 96 px patches)."""
     if params["niqe_params_file"]:
-        mu, cov = niqe.load_params(params["niqe_params_file"])
-        log.info("NIQE pristine model from %s", params["niqe_params_file"])
+        model = niqe.load_model(params["niqe_params_file"])
+        log.info("NIQE pristine model from %s (%s features, patch size %d)", params["niqe_params_file"],
+                 model.features, model.patch_size)
     else:
         train = set(shards.read_table(split_manifest, columns=["image_id", "split"]).query("split == 'train'")["image_id"])
         images = []
@@ -190,9 +193,10 @@ def fit_niqe_model(hr_shards, split_manifest, params: dict, out_path) -> None:
             images += [im for i, im in zip(meta["image_id"], shard_images) if i in train]
         mu, cov = niqe.fit_pristine(images, patch_size=params["niqe_patch_size"],
                                     sharpness_threshold=params["niqe_sharpness_threshold"])
+        model = niqe.PristineModel(mu, cov, "paper", params["niqe_patch_size"])
         log.info("NIQE pristine model fitted on %d HR training images", len(images))
     with atomic_path(out_path) as tmp:
-        niqe.save_params(tmp, mu, cov)
+        niqe.save_model(tmp, model)
 
 
 def summarise(per_image: pd.DataFrame) -> pd.DataFrame:

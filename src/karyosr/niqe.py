@@ -16,13 +16,13 @@ API
     pristine model.
 ``niqe(image, mu_prisparam, cov_prisparam, patch_size=96)``
     The score, a finite float >= 0.
-``save_params(path, mu, cov)`` / ``load_params(path)``
-    ``.npz`` with keys ``mu_prisparam`` and ``cov_prisparam``, written to exactly ``path`` (no
-    suffix is added). ``load_params`` also reads a MATLAB v4-v7.2 ``.mat`` file holding
-    variables of those names (e.g. ``modelparameters.mat`` of the MATLAB release); the format is
-    recognised from the file's content, not its name.
+``PristineModel(mu, cov, features, patch_size)``
+    A model with what scoring against it must repeat: the feature set and the patch size it was
+    fitted with; ``model.score(image)`` is ``niqe`` with those.
+``save_model(path, model)`` / ``load_model(path)``
+    See "Model files".
 
-All three image functions also take keyword-only ``variant="paper"`` (default) or
+All three image functions also take keyword-only ``features="paper"`` (default) or
 ``"release"``; see "Feature definition".
 
 Algorithm
@@ -40,9 +40,8 @@ Algorithm
    exactly 0: they are floating-point residue of I - mu in constant regions, and left alone
    their random signs would decide which side of the asymmetric fit they dilute.
 4. Per patch, 18 features (below). Then the (cropped) image is downscaled by 2 with MATLAB's
-   ``imresize(I, 0.5)`` default -- bicubic (a = -0.5) with antialiasing, i.e. the cubic kernel
-   stretched by 2 (8 taps) and symmetric (edge-duplicating) border extension, separable,
-   no clipping -- and step 3-4 repeat on patches of ``patch_size / 2``. Row k of the result is
+   ``imresize(I, 0.5)`` default (``karyosr.resize.imresize``: bicubic, a = -0.5, with
+   antialiasing, symmetric borders, no clipping of the float image) -- and step 3-4 repeat on patches of ``patch_size / 2``. Row k of the result is
    [18 features of patch k at full scale, 18 of the same area at half scale].
 5. Distribution fits use moment matching against a lookup over the shape grid
    alpha = 0.2:0.001:10 (9801 values), taking the nearest grid value (ties to the smaller
@@ -56,19 +55,27 @@ Algorithm
    The lookup is done with a binary search on the (strictly monotone) ratio curve, for all
    patches at once.
 
-Feature definition (the paper and the release differ; choose with ``variant``)
------------------------------------------------------------------------------
+Feature definition (the paper and the release differ; choose with ``features``)
+------------------------------------------------------------------------------
 - ``"paper"`` (default; the paper's text, BRISQUE's feature set): [GGD alpha, GGD
   sigma^2] of the MSCN patch, then for each pairwise product (horizontal, vertical, main
   diagonal, secondary diagonal) [AGGD alpha, eta, sigma_l^2, sigma_r^2]. Products pair each
   coefficient with its right / lower / lower-right / lower-left neighbour *inside the patch*
   (p(p-1) or (p-1)^2 products; no wrap-around).
-- ``"release"`` (what ``computefeature.m`` of the MATLAB release computes, for use with its
-  ``modelparameters.mat``): [AGGD alpha, (beta_l + beta_r)/2] of the MSCN patch, and for the
-  products [alpha, eta, beta_l, beta_r] (un-squared scale parameters), products taken with
+- ``"release"`` (what ``computefeature.m`` of the MATLAB release and BasicSR's
+  ``basicsr/metrics/niqe.py`` compute, the features of their published pristine models
+  ``modelparameters.mat`` / ``niqe_pris_params.npz``): the image is first rounded to whole grey
+  levels (MATLAB reads 8-bit images; BasicSR rounds for the same reason), then
+  [AGGD alpha, (beta_l + beta_r)/2] of the MSCN patch, and for the products
+  [alpha, eta, beta_l, beta_r] (un-squared scale parameters), products taken with
   ``circshift`` inside the patch, i.e. wrapping around (shifts (0,1), (1,0), (1,1), (1,-1)).
-  Scores against the published model also need patch_size=96 and natural-image content; they
-  are not expected to match MATLAB to many digits (different resize and float order).
+  Window, MSCN, half-scale resize and patch grid are those of steps 2-4 (the release's
+  choices too). The published models were fitted at patch_size 96 on natural images.
+  One deliberate difference: MSCN residue below 1e-9 is zeroed (step 3), which only changes
+  patches of exactly constant grey, where the release fits rounding noise.
+
+The pipeline fits its own model with ``"paper"`` features at its own patch size; a published
+model must be scored with ``"release"`` features at 96, which ``PristineModel`` carries.
 
 Pristine model (``fit_pristine``)
 ---------------------------------
@@ -87,6 +94,21 @@ cov_d = covariance of the complete (NaN-free) rows -- all zeros when only one pa
 complete -- and NIQE = sqrt((mu_p - mu_d)^T pinv((cov_p + cov_d) / 2) (mu_p - mu_d)). The
 pseudo-inverse uses MATLAB's default tolerance (max(shape) * eps * largest singular value);
 a tiny negative quadratic form from rounding is clamped to 0 before the square root.
+
+Model files
+-----------
+``save_model`` writes an ``.npz`` to exactly ``path`` (no suffix added) with ``mu_prisparam``,
+``cov_prisparam``, ``features`` and ``patch_size``. ``load_model`` recognises the format from
+the content, not the name, and reads:
+- such a file (the tags say how to score);
+- BasicSR's ``.npz`` (``mu_pris_param`` (1, 36), ``cov_pris_param``, optionally
+  ``gaussian_window``, which must be the 7x7, sigma 7/6 window used here) -- untagged, taken as
+  ``"release"`` features at patch size 96, as published;
+- a MATLAB v4-v7.2 ``.mat`` with ``mu_prisparam`` and ``cov_prisparam`` (the release's
+  ``modelparameters.mat``) -- untagged, taken the same way.
+An untagged ``.npz`` with the MATLAB names is refused: it may be a pipeline model written
+before the tags (``"paper"`` features) or a converted published one, and guessing would score
+with the wrong features. Tags in a file override the inference.
 
 Degenerate patches, flat and tiny images (defined behaviour)
 ------------------------------------------------------------
@@ -108,6 +130,7 @@ Degenerate patches, flat and tiny images (defined behaviour)
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,20 +139,26 @@ from scipy.ndimage import correlate1d
 from scipy.special import gamma as _gamma
 from scipy.special import gammaln as _gammaln
 
+from karyosr.resize import imresize
+
 __all__ = [
     "N_FEATURES",
+    "PristineModel",
     "fit_pristine",
-    "load_params",
+    "load_model",
     "mscn",
     "niqe",
     "niqe_features",
-    "save_params",
+    "save_model",
     "to_gray255",
 ]
 
 FEATURES_PER_SCALE = 18
 N_FEATURES = 2 * FEATURES_PER_SCALE
-VARIANTS = ("paper", "release")
+FEATURE_SETS = ("paper", "release")
+# How the published pristine models were fitted; assumed for a model file without tags.
+PUBLISHED_FEATURES = "release"
+PUBLISHED_PATCH_SIZE = 96
 
 GAUSS_SIZE = 7
 GAUSS_SIGMA = 7.0 / 6.0
@@ -210,46 +239,6 @@ def blocks(a: np.ndarray, size: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------
-# MATLAB-style imresize(I, 0.5) (bicubic, antialiased)
-
-
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
-        (ax > 1) & (ax <= 2)
-    )
-
-
-def _half_weights() -> np.ndarray:
-    # Output sample i (0-based) sits at input coordinate 2i + 0.5; with the kernel stretched by
-    # 1/scale = 2 the non-zero taps are inputs 2i-3 .. 2i+4 at distances 3.5 .. -3.5.
-    d = np.arange(3.5, -4.0, -1.0)
-    w = 0.5 * _cubic(0.5 * d)
-    return w / w.sum()
-
-
-_HALF_W = _half_weights()
-
-
-def _downscale_half_axis0(a: np.ndarray) -> np.ndarray:
-    n = a.shape[0]
-    n_out = (n + 1) // 2  # MATLAB: ceil(n * 0.5)
-    ap = np.pad(a, [(4, 4)] + [(0, 0)] * (a.ndim - 1), mode="symmetric")
-    out = np.zeros((n_out,) + a.shape[1:], dtype=np.float64)
-    for t, w in enumerate(_HALF_W):
-        # input index 2i - 3 + t  ->  padded index 2i + 1 + t
-        out += w * ap[1 + t : 1 + t + 2 * (n_out - 1) + 1 : 2]
-    return out
-
-
-def imresize_half(image255: np.ndarray) -> np.ndarray:
-    """MATLAB ``imresize(I, 0.5)`` (bicubic, antialiasing on) of a 2-D float image."""
-    a = np.asarray(image255, dtype=np.float64)
-    return _downscale_half_axis0(_downscale_half_axis0(a).T).T
-
-
-# ----------------------------------------------------------------------------------------
 # Moment-matching fits, vectorised over the rows of (n, m) samples
 
 
@@ -298,10 +287,10 @@ def _aggd_fit(x: np.ndarray):
     return alpha, beta_l, beta_r, sigma_l, sigma_r
 
 
-def _pair_products(p: np.ndarray, variant: str) -> list[np.ndarray]:
+def _pair_products(p: np.ndarray, features: str) -> list[np.ndarray]:
     """Horizontal, vertical, main- and secondary-diagonal neighbour products, each (n, m)."""
     n = p.shape[0]
-    if variant == "release":
+    if features == "release":
         # circshift(A, [dr dc]) inside the patch: A shifted down dr rows and right dc columns.
         shifts = [(0, 1), (1, 0), (1, 1), (1, -1)]
         return [(p * np.roll(p, s, axis=(1, 2))).reshape(n, -1) for s in shifts]
@@ -313,22 +302,22 @@ def _pair_products(p: np.ndarray, variant: str) -> list[np.ndarray]:
     ]
 
 
-def _scale_features(patches: np.ndarray, variant: str) -> np.ndarray:
+def _scale_features(patches: np.ndarray, features: str) -> np.ndarray:
     """(n, 18) features of MSCN patches (n, s, s)."""
     n = patches.shape[0]
     flat = patches.reshape(n, -1)
     cols = []
-    if variant == "release":
+    if features == "release":
         a, bl, br, _, _ = _aggd_fit(flat)
         cols += [a, (bl + br) / 2.0]
     else:
         a, var = _ggd_fit(flat)
         cols += [a, var]
-    for prod in _pair_products(patches, variant):
+    for prod in _pair_products(patches, features):
         a, bl, br, sl, sr = _aggd_fit(prod)
         with np.errstate(invalid="ignore"):
             eta = (br - bl) * np.exp(_gammaln(2.0 / a) - _gammaln(1.0 / a))
-        if variant == "release":
+        if features == "release":
             cols += [a, eta, bl, br]
         else:
             cols += [a, eta, sl * sl, sr * sr]
@@ -351,16 +340,18 @@ def _check_patch_size(patch_size) -> int:
     return p
 
 
-def _check_variant(variant: str) -> str:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    return variant
+def _check_features(features: str) -> str:
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+    return features
 
 
-def _features_and_sharpness(image, patch_size: int, variant: str) -> tuple[np.ndarray, np.ndarray]:
+def _features_and_sharpness(image, patch_size: int, features: str) -> tuple[np.ndarray, np.ndarray]:
     p = _check_patch_size(patch_size)
-    variant = _check_variant(variant)
+    features = _check_features(features)
     img = to_gray255(image)
+    if features == "release":
+        img = np.rint(img)
     h, w = img.shape
     if h < p or w < p:
         raise ValueError(
@@ -369,16 +360,16 @@ def _features_and_sharpness(image, patch_size: int, variant: str) -> tuple[np.nd
         )
     img = img[: (h // p) * p, : (w // p) * p]
     m1, sigma = mscn(img)
-    f1 = _scale_features(blocks(m1, p), variant)
+    f1 = _scale_features(blocks(m1, p), features)
     sharpness = blocks(sigma, p).mean(axis=(1, 2))
-    m2, _ = mscn(imresize_half(img))
-    f2 = _scale_features(blocks(m2, p // 2), variant)
+    m2, _ = mscn(imresize(img, 0.5))
+    f2 = _scale_features(blocks(m2, p // 2), features)
     return np.hstack([f1, f2]), sharpness
 
 
-def niqe_features(image, patch_size: int = 96, *, variant: str = "paper") -> np.ndarray:
+def niqe_features(image, patch_size: int = 96, *, features: str = "paper") -> np.ndarray:
     """(n_patches, 36) NIQE features; rows of patches without defined fits are NaN."""
-    return _features_and_sharpness(image, patch_size, variant)[0]
+    return _features_and_sharpness(image, patch_size, features)[0]
 
 
 def _mvg(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -397,7 +388,7 @@ def fit_pristine(
     patch_size: int = 96,
     sharpness_threshold: float = 0.75,
     *,
-    variant: str = "paper",
+    features: str = "paper",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit the pristine MVG model (mu (36,), cov (36, 36)) to the sharpest patches of ``images``."""
     images = list(images)
@@ -408,7 +399,7 @@ def fit_pristine(
         raise ValueError(f"sharpness_threshold must be in [0, 1), got {sharpness_threshold!r}")
     kept = []
     for image in images:
-        feats, sharpness = _features_and_sharpness(image, patch_size, variant)
+        feats, sharpness = _features_and_sharpness(image, patch_size, features)
         kept.append(feats[sharpness > th * sharpness.max()])
     rows = np.vstack(kept)
     mu, cov, k = _mvg(rows)
@@ -421,23 +412,25 @@ def fit_pristine(
     return mu, cov
 
 
-def _check_model(mu_prisparam, cov_prisparam) -> tuple[np.ndarray, np.ndarray]:
-    mu = np.asarray(mu_prisparam, dtype=np.float64).ravel()
+def _check_model(mu_prisparam, cov_prisparam, names=("mu_prisparam", "cov_prisparam")):
+    """(mu (36,), cov (36, 36)) as float64; ValueError naming the array that is wrong."""
+    mu = np.asarray(mu_prisparam, dtype=np.float64)
+    # MATLAB and BasicSR store the mean as a (1, 36) row.
+    if mu.ndim == 2 and 1 in mu.shape:
+        mu = mu.ravel()
     cov = np.asarray(cov_prisparam, dtype=np.float64)
-    if mu.shape != (N_FEATURES,) or cov.shape != (N_FEATURES, N_FEATURES):
-        raise ValueError(
-            f"pristine model must be mu ({N_FEATURES},) and cov ({N_FEATURES}, {N_FEATURES}), "
-            f"got {mu.shape} and {cov.shape}"
-        )
-    if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
-        raise ValueError("pristine model contains NaN or infinite values")
+    for name, value, shape in ((names[0], mu, (N_FEATURES,)), (names[1], cov, (N_FEATURES, N_FEATURES))):
+        if value.shape != shape:
+            raise ValueError(f"pristine model {name} has shape {value.shape}, expected {shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"pristine model {name} contains NaN or infinite values")
     return mu, cov
 
 
-def niqe(image, mu_prisparam, cov_prisparam, patch_size: int = 96, *, variant: str = "paper") -> float:
+def niqe(image, mu_prisparam, cov_prisparam, patch_size: int = 96, *, features: str = "paper") -> float:
     """NIQE score of ``image`` against a pristine model (lower is better; finite, >= 0)."""
     mu_p, cov_p = _check_model(mu_prisparam, cov_prisparam)
-    feats = niqe_features(image, patch_size, variant=variant)
+    feats = niqe_features(image, patch_size, features=features)
     mu_d, cov_d, k = _mvg(feats)
     if k == 0:
         h, w = np.shape(image)[:2]
@@ -454,36 +447,81 @@ def niqe(image, mu_prisparam, cov_prisparam, patch_size: int = 96, *, variant: s
     return float(np.sqrt(max(q, 0.0)))
 
 
-def save_params(path: str | os.PathLike, mu, cov) -> None:
-    """Write the model to ``path`` (exactly; no suffix added) as .npz: mu_prisparam, cov_prisparam."""
-    mu_a, cov_a = _check_model(mu, cov)
+@dataclass(frozen=True)
+class PristineModel:
+    """A pristine MVG model and how it was fitted, which scoring against it must repeat."""
+
+    mu: np.ndarray  # (36,)
+    cov: np.ndarray  # (36, 36)
+    features: str  # one of FEATURE_SETS
+    patch_size: int
+
+    def __post_init__(self):
+        mu, cov = _check_model(self.mu, self.cov)
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "cov", cov)
+        object.__setattr__(self, "features", _check_features(self.features))
+        object.__setattr__(self, "patch_size", _check_patch_size(self.patch_size))
+
+    def score(self, image) -> float:
+        """NIQE of ``image`` with this model's feature set and patch size."""
+        return niqe(image, self.mu, self.cov, self.patch_size, features=self.features)
+
+
+def save_model(path: str | os.PathLike, model: PristineModel) -> None:
+    """Write ``model`` to exactly ``path`` (no suffix added) as .npz with its tags."""
     with open(path, "wb") as fh:
-        np.savez(fh, mu_prisparam=mu_a, cov_prisparam=cov_a)
+        np.savez(fh, mu_prisparam=model.mu, cov_prisparam=model.cov, features=np.str_(model.features),
+                 patch_size=np.int64(model.patch_size))
 
 
-def load_params(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(mu (36,), cov (36, 36)) from a file written by ``save_params`` or a MATLAB .mat file."""
-    path = Path(path)
+# Array names of the two published models: BasicSR's .npz and the MATLAB release's .mat.
+BASICSR_NAMES = ("mu_pris_param", "cov_pris_param")
+MATLAB_NAMES = ("mu_prisparam", "cov_prisparam")
+
+
+def _read_arrays(path: Path) -> tuple[dict, str]:
+    """The arrays of an .npz or MATLAB .mat file, and which of the two it is."""
     with open(path, "rb") as fh:
         head = fh.read(128)
     if head.startswith(b"PK"):
         with np.load(path, allow_pickle=False) as data:
-            missing = {"mu_prisparam", "cov_prisparam"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path}: missing array(s) {sorted(missing)}")
-            mu, cov = data["mu_prisparam"], data["cov_prisparam"]
-    elif head.startswith(b"\x89HDF"):
+            return {key: data[key] for key in data.files}, "npz"
+    if head.startswith(b"\x89HDF"):
         raise ValueError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; save with -v7")
-    else:
-        try:
-            data = sio.loadmat(path)
-        except Exception as exc:  # scipy raises assorted types for non-MAT content
-            raise ValueError(f"{path}: neither an .npz nor a readable MATLAB .mat file ({exc})") from exc
-        missing = {"mu_prisparam", "cov_prisparam"} - set(data)
-        if missing:
-            raise ValueError(f"{path}: missing variable(s) {sorted(missing)}")
-        mu, cov = data["mu_prisparam"], data["cov_prisparam"]
     try:
-        return _check_model(mu, cov)
+        return sio.loadmat(path), "mat"
+    except Exception as exc:  # scipy raises assorted types for non-MAT content
+        raise ValueError(f"{path}: neither an .npz nor a readable MATLAB .mat file ({exc})") from exc
+
+
+def load_model(path: str | os.PathLike) -> PristineModel:
+    """A model written by ``save_model``, BasicSR's ``niqe_pris_params.npz`` or the MATLAB
+    release's ``modelparameters.mat`` (see "Model files")."""
+    path = Path(path)
+    arrays, kind = _read_arrays(path)
+    names = BASICSR_NAMES if kind == "npz" and BASICSR_NAMES[0] in arrays else MATLAB_NAMES
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}; expected {list(MATLAB_NAMES)} (MATLAB, this "
+                         f"package) or {list(BASICSR_NAMES)} (BasicSR)")
+    tagged = "features" in arrays
+    if not tagged and kind == "npz" and names == MATLAB_NAMES:
+        raise ValueError(
+            f"{path}: no 'features' tag, so it is unknown which NIQE features it was fitted with: a model "
+            f"this pipeline wrote before models were tagged ('paper' features; refit it, e.g. snakemake "
+            f"--forcerun fit_niqe) or a published model converted to .npz (give the original .mat, or add "
+            f"features='release' and patch_size=96 to the file)")
+    if "gaussian_window" in arrays:
+        window = np.asarray(arrays["gaussian_window"], dtype=np.float64)
+        if window.shape != (GAUSS_SIZE, GAUSS_SIZE) or not np.allclose(window, np.outer(_GAUSS, _GAUSS), rtol=0, atol=1e-6):
+            raise ValueError(f"{path}: gaussian_window of shape {window.shape} is not the {GAUSS_SIZE}x{GAUSS_SIZE}, "
+                             f"sigma 7/6 window the NIQE features are computed with")
+    features = str(np.asarray(arrays["features"]).squeeze()) if tagged else PUBLISHED_FEATURES
+    patch_size = arrays.get("patch_size", PUBLISHED_PATCH_SIZE)
+    try:
+        mu, cov = _check_model(arrays[names[0]], arrays[names[1]], names)
+        patch_size = np.asarray(patch_size).squeeze().item()
+        return PristineModel(mu, cov, features, patch_size)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Classification helpers: input keys, augmentation, metrics against scikit-learn."""
+"""Classification helpers: input keys, augmentation, Super-networks (statistics: test_class_metrics.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import f1_score, precision_score, recall_score
 
-from karyosr import class_metrics, classify
+from karyosr import classify
 
 
 def test_parse_input_keys():
@@ -32,48 +31,6 @@ def test_augment_keeps_shape_and_rotates_by_the_step():
     assert (vertical | horizontal).all() and vertical.any() and horizontal.any()
     same = classify.augment(batch, rotation_step=0, flips=False, translate=0.0)
     torch.testing.assert_close(same, batch, atol=1e-5, rtol=0)
-
-
-def _predictions():
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(24), 5)
-    predicted = np.where(rng.random(len(labels)) < 0.7, labels, rng.integers(0, 24, len(labels)))
-    return pd.DataFrame({"image_id": [f"i{k}" for k in range(len(labels))], "label": labels,
-                         "predicted": predicted, "experiment": "e", "seed": 0})
-
-
-def test_per_class_metrics_match_scikit_learn():
-    predictions = _predictions()
-    table = class_metrics.per_class(predictions).set_index("class")
-    labels = list(range(24))
-    np.testing.assert_allclose(table["precision"], precision_score(predictions.label, predictions.predicted, labels=labels,
-                                                                   average=None, zero_division=0))
-    np.testing.assert_allclose(table["recall"], recall_score(predictions.label, predictions.predicted, labels=labels,
-                                                             average=None, zero_division=0))
-    np.testing.assert_allclose(table["f1"], f1_score(predictions.label, predictions.predicted, labels=labels,
-                                                     average=None, zero_division=0))
-    assert table.loc["X", "support"] == 5
-
-
-def test_run_summary_bootstrap_ci_brackets_accuracy_and_x_y_called_out():
-    predictions = _predictions()
-    runs = class_metrics.run_summary(predictions, n_boot=500)
-    row = runs.iloc[0]
-    accuracy = (predictions.label == predictions.predicted).mean()
-    assert row["accuracy"] == pytest.approx(accuracy)
-    assert row["accuracy_ci_low"] < accuracy < row["accuracy_ci_high"]
-    assert row["macro_f1"] == pytest.approx(f1_score(predictions.label, predictions.predicted, average="macro"))
-    x = predictions[predictions.label == 22]
-    assert row["x_accuracy"] == pytest.approx((x.predicted == 22).mean())
-
-
-def test_over_seeds_mean_and_ci():
-    runs = pd.DataFrame({"experiment": "e", "seed": [0, 1, 2], "accuracy": [0.8, 0.9, 1.0], "macro_f1": 0.5,
-                         "x_accuracy": 1.0, "y_accuracy": np.nan})
-    table = class_metrics.over_seeds(runs, [{"name": "e", "backbone": "dcnn", "input": "hr", "balance": "smote"}])
-    assert table.loc[0, "accuracy_mean"] == pytest.approx(0.9)
-    assert table.loc[0, "accuracy_ci"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
-    assert np.isnan(table.loc[0, "y_accuracy_mean"]) and table.loc[0, "seeds"] == 3
 
 
 def test_super_network_starts_near_bicubic_and_passes_gradients_outside_the_pixel_range():

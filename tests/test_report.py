@@ -241,3 +241,146 @@ def test_software_versions():
     table = report.software_versions()
     assert table.loc[0, "package"] == "python"
     assert set(report.PACKAGES) <= set(table["package"])
+
+
+# --------------------------------------------------------------------------- classification tables
+
+
+def _over_seeds(decoded=True):
+    table = pd.DataFrame({"experiment": ["hr", "lr"], "backbone": "dcnn", "input": ["hr", "lr:x4"],
+                          "balance": "smote", "seeds": 1, "interval": "95% cell bootstrap of the single run",
+                          "adaptive_crop": True})
+    metrics = ["accuracy", "macro_f1", "x_accuracy", "y_accuracy"] + (["accuracy_decoded"] if decoded else [])
+    for i, metric in enumerate(metrics):
+        table[f"{metric}_mean"] = [0.9 - 0.01 * i, 0.5]
+        table[f"{metric}_ci_low"] = [0.85 - 0.01 * i, 0.4]
+        table[f"{metric}_ci_high"] = [0.95 - 0.01 * i, 0.6]
+    table.loc[1, ["y_accuracy_mean", "y_accuracy_ci_low", "y_accuracy_ci_high"]] = np.nan  # no Y in the test set
+    return table
+
+
+def test_classification_tables_show_intervals_and_decoded_accuracy():
+    networks, ablation = report.classification_tables(_over_seeds())
+    header = networks.markdown.split("\n")[0]
+    assert header == "| method | accuracy | accuracy, cell decoded | macro-F1 | X accuracy | Y accuracy |"
+    assert "| hr (dcnn, hr) | **0.90 [0.85, 0.95]** | **0.86 [0.81, 0.91]** |" in networks.markdown
+    assert "| lr (dcnn, lr:x4) | 0.50 [0.40, 0.60] |" in networks.markdown and "| – |" in networks.markdown
+    assert "±" not in networks.markdown and "nan" not in networks.markdown.lower()
+    assert "0.50 [0.40, 0.60]" in ablation.markdown
+    plain, _ = report.classification_tables(_over_seeds(decoded=False))
+    assert "decoded" not in plain.markdown
+
+
+def _per_class(decoded=True):
+    rows = []
+    for experiment, accuracy in (("hr", 0.9), ("lr", 0.3)):
+        for label, name in enumerate(CLASS_NAMES):
+            absent = name == "Y"
+            row = {"experiment": experiment, "class": name, "accuracy": np.nan if absent else accuracy,
+                   "precision": accuracy, "f1": accuracy, "support": 0 if absent else 4}
+            if decoded:
+                row["accuracy_decoded"] = np.nan if absent else accuracy + 0.05
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_per_class_heatmap_is_classes_by_experiments():
+    heatmap = report.per_class_heatmap(_per_class())
+    lines = heatmap.markdown.split("\n")
+    assert lines[0] == "| class (test images) | hr | lr |" and len(lines) == 2 + 24
+    assert lines[2] == "| 1 (4) | 0.90 (0.95) | 0.30 (0.35) |"
+    assert lines[-1] == "| Y (0) | – | – |"
+    assert heatmap.html.count("<tr>") == 25 and "rgba(31, 119, 180, 0.90)" in heatmap.html
+    assert report.per_class_heatmap(_per_class(decoded=False)).markdown.split("\n")[2] == "| 1 (4) | 0.90 | 0.30 |"
+
+
+def test_flagged_cells_table_counts_reasons_over_runs():
+    cells = pd.DataFrame({
+        "experiment": ["a", "a", "b", "b"], "seed": 0, "cell": ["c1", "c2", "c1", "c2"],
+        "chromosomes": [45, 46, 45, 46], "sex": ["XY", "XX", "XY", "XX"], "relabelled": 0,
+        "lacking": ["21", "", "21", ""], "excess": ["", "", "", "3 confident 7 (expected 2)"],
+        "flagged": [True, False, True, True],
+        "reason": ["45 chromosomes (expected 46), decoded labels lack 21", "",
+                   "45 chromosomes (expected 46), decoded labels lack 21", "3 confident 7 (expected 2)"]})
+    table = report.flagged_cells_table(cells).set_index("cell")
+    assert list(table.index) == ["c1", "c2"]
+    assert table.loc["c1", "reasons"] == "45 chromosomes (expected 46); decoded labels lack 21"
+    assert table.loc["c1", "flagged in"] == "2 of 2 runs" and table.loc["c1", "decoded sex"] == "XY"
+    assert table.loc["c2", "reasons"] == "3 confident 7 (expected 2) (1 of 2 runs)"
+    assert report.flagged_cells_table(cells.assign(flagged=False)).empty
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def _per_image(gain_fg=1.5, fg=True):
+    ids = [f"d/c{i % 6}/{i:02d}" for i in range(30)]
+    rng = np.random.default_rng(0)
+    frames = []
+    for method, gain in (("bicubic", 0.0), ("lanczos", 0.01), ("srresnet", gain_fg)):
+        frame = pd.DataFrame({"image_id": ids, "profile": "x4", "method": method, "psnr": 30 + gain})
+        if fg:
+            frame["psnr_fg"] = 24 + gain + rng.normal(0, 0.3, len(ids))
+        frames.append(frame)
+    split = pd.DataFrame({"image_id": ids, "group": [i.split("/")[1] for i in ids]})
+    return pd.concat(frames, ignore_index=True), split
+
+
+def test_sr_findings_name_the_best_method_with_its_cell_interval():
+    per_image, split = _per_image()
+    (line,) = report.sr_findings(per_image, split, n_boot=500)
+    assert line.startswith("x4: srresnet gains most over bicubic in PSNR inside the chromosome: ")
+    assert "larger than its uncertainty" in line and "95% CI" in line
+    assert report.sr_findings(per_image, split, n_boot=500) == [line]  # seeded
+    worse, _ = _per_image(gain_fg=-2.0, fg=False)
+    (line,) = report.sr_findings(worse[worse["method"] != "lanczos"], split, n_boot=500)
+    assert line.startswith("x4: no method beats bicubic; the closest is srresnet in PSNR: 28.00 vs 30.00 dB, -2.00 dB")
+    assert report.sr_findings(per_image[per_image["method"] != "bicubic"], split, n_boot=500) == []
+
+
+def _comparison(kind, experiment, baseline, metric, value, reference, low, high, share=np.nan):
+    return {"comparison": kind, "experiment": experiment, "baseline": baseline, "metric": metric,
+            "experiment_value": value, "baseline_value": reference, "difference": value - reference,
+            "ci_low": low, "ci_high": high, "share_of_gap": share}
+
+
+def test_classification_findings_from_comparisons():
+    over_seeds = pd.DataFrame({"experiment": ["hr", "lr", "sr", "hr_none"], "input": ["hr", "lr:x4", "sr:m:x4", "hr"],
+                               "balance": ["smote", "smote", "smote", "none"]})
+    comparisons = pd.DataFrame([
+        _comparison("sr_route", "sr", "lr", "accuracy", 0.6, 0.4, 0.1, 0.3, share=0.5),
+        _comparison("lr_to_hr_gap", "hr", "lr", "accuracy", 0.8, 0.4, 0.3, 0.5),
+        _comparison("balance", "hr", "hr_none", "x_accuracy", 0.5, 0.1, 0.2, 0.6),
+        _comparison("balance", "hr", "hr_none", "y_accuracy", np.nan, np.nan, np.nan, np.nan),
+        _comparison("cell_decoding", "hr", "hr", "accuracy", 0.85, 0.8, 0.02, 0.08),
+        _comparison("cell_decoding", "lr", "lr", "accuracy", 0.41, 0.4, -0.02, 0.04),
+    ])
+    cells = pd.DataFrame({"cell": ["c1", "c1", "c2"], "flagged": [True, False, False]})
+    gap, smote, decoding = report.classification_findings(comparisons, over_seeds, cells)
+    assert gap.startswith("LR-to-HR accuracy gap (hr vs lr): 80.0% vs 40.0%, +40.0 points (95% CI +30.0 to +50.0; "
+                          "larger than its uncertainty). sr (sr:m:x4) closes 50% of it, +20.0 points")
+    assert smote.startswith("SMOTE (hr vs hr_none, balance none): X accuracy 50% vs 10%, +40.0 points")
+    assert "Y accuracy" not in smote  # no Y in the test set: nothing to say
+    assert decoding.startswith("Cell decoding changes accuracy by +1.0 to +5.0 points over 2 experiments, larger than "
+                               "its uncertainty in 1; largest: hr +5.0 points")
+    assert decoding.endswith("1 of 2 test cells are flagged as possible numerical abnormalities in at least one run "
+                             "(table 'Classification: flagged cells').")
+
+
+def test_classification_findings_degrade_when_experiments_are_missing():
+    over_seeds = pd.DataFrame({"experiment": ["lr", "sr"], "input": ["lr:x4", "sr:m:x4"], "balance": "smote"})
+    comparisons = pd.DataFrame([_comparison("sr_route", "sr", "lr", "accuracy", 0.42, 0.4, -0.05, 0.09)])
+    (line,) = report.classification_findings(comparisons, over_seeds, pd.DataFrame(columns=["cell", "flagged"]))
+    assert line == ("SR routes vs the LR input lr (no HR experiment to measure a gap): sr (sr:m:x4) +2.0 points "
+                    "(95% CI -5.0 to +9.0; the interval includes 0: not a measured difference) over LR.")
+    assert report.classification_findings(comparisons.iloc[:0], over_seeds, pd.DataFrame()) == []
+
+
+def test_write_report_renders_findings_as_bullets_and_text_only_sections(tmp_path):
+    report.write_report(tmp_path, "t", [("Findings", "From the tables.", ["a < b", "c"]),
+                                        ("Flagged cells", "No cell was flagged.", None)], "seed: 0")
+    page = (tmp_path / "index.html").read_text()
+    md = (tmp_path / "summary.md").read_text()
+    assert "<ul><li>a &lt; b</li><li>c</li></ul>" in page
+    assert "## Findings\n\nFrom the tables.\n\n- a < b\n- c\n\n## Flagged cells\n\nNo cell was flagged.\n\n## Configuration" in md
+    assert "<img" not in page

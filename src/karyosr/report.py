@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from karyosr import atomic, shards
+from karyosr import atomic, class_metrics, karyotype, shards
 from karyosr.labels import CLASS_NAMES
 from karyosr.split import SPLITS
 
@@ -94,8 +94,12 @@ def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, st
         digits = 4 if "ssim" in column and "pct" not in column else 2
         text = f"{value:.{digits}f}"
         spread = column.replace("_mean", "_std")
+        low, high = column.replace("_mean", "_ci_low"), column.replace("_mean", "_ci_high")
         if std and column.endswith("_mean") and spread in rows and not pd.isna(rows.at[i, spread]):
             text += f" ± {rows.at[i, spread]:.{digits}f}"
+        elif std and column.endswith("_mean") and low in rows and not pd.isna(rows.at[i, low]):
+            # intervals (bootstrap ones are asymmetric) as [low, high]
+            text += f" [{rows.at[i, low]:.{digits}f}, {rows.at[i, high]:.{digits}f}]"
         return bold(text) if best[column] == i else text
 
     headers = ["method"] + [h for _, h, _ in present]
@@ -168,6 +172,7 @@ def training_curves(histories: dict[str, pd.DataFrame], out_png, out_svg=None, m
 
 CLASSIFICATION_COLUMNS = [
     ("accuracy_mean", "accuracy", True),
+    ("accuracy_decoded_mean", "accuracy, cell decoded", True),
     ("macro_f1_mean", "macro-F1", True),
     ("x_accuracy_mean", "X accuracy", True),
     ("y_accuracy_mean", "Y accuracy", True),
@@ -176,11 +181,10 @@ CLASSIFICATION_COLUMNS = [
 
 def classification_tables(over_seeds: pd.DataFrame) -> tuple[Marked, Marked]:
     """The network comparison (Super-Xception Table 1 layout) and the ablation (SRAS-net Table 3
-    layout: backbone; + SMOTE; + SR; + IAM), accuracy as mean ± 95 % CI half-width over seeds."""
-    table = over_seeds.copy()
-    for column, _, _ in CLASSIFICATION_COLUMNS:
-        table[column.replace("_mean", "_std")] = table[column.replace("_mean", "_ci")]
-    table = table.assign(profile="all", method=table["experiment"] + " (" + table["backbone"] + ", " + table["input"] + ")")
+    layout: backbone; + SMOTE; + SR; + IAM), each metric as its mean over seeds and [low, high] of
+    its interval (`class_metrics.over_seeds`)."""
+    table = over_seeds.assign(profile="all", method=over_seeds["experiment"] + " (" + over_seeds["backbone"] + ", "
+                              + over_seeds["input"] + ")")
     networks = comparison(table, "all", CLASSIFICATION_COLUMNS)
     kinds = table["input"].str.split(":").str[0]
     ablation = table.assign(
@@ -190,13 +194,157 @@ def classification_tables(over_seeds: pd.DataFrame) -> tuple[Marked, Marked]:
     return networks, comparison(ablation, "all", CLASSIFICATION_COLUMNS[:1])
 
 
-def per_class_table(per_class: pd.DataFrame) -> pd.DataFrame:
-    """Class rows, per experiment accuracy / precision / recall / F1 (SRAS-net Table 4 layout)."""
-    wide = per_class.pivot(index="class", columns="experiment", values=["accuracy", "precision", "recall", "f1"])
-    wide.columns = [f"{experiment} {metric}" for metric, experiment in wide.columns]
-    order = list(dict.fromkeys(per_class["experiment"]))
-    columns = [f"{e} {m}" for e in order for m in ("accuracy", "precision", "recall", "f1")]
-    return wide.reindex(index=CLASS_NAMES, columns=columns).reset_index()
+def per_class_heatmap(per_class: pd.DataFrame) -> Marked:
+    """Classes x experiments test accuracy (SRAS-net Table 4 in one value per pair), shaded by
+    accuracy in HTML: a heat map that keeps its numbers. With cell decoding the decoded accuracy
+    follows in brackets. Precision and F1 stay in the saved table."""
+    experiments = list(dict.fromkeys(per_class["experiment"]))
+    table = per_class.set_index(["class", "experiment"])
+    # every experiment is tested on the same images, so the first one's support is the class's
+    support = per_class.drop_duplicates("class").set_index("class")["support"]
+
+    def text(name, experiment):
+        row = table.loc[(name, experiment)]
+        if pd.isna(row["accuracy"]):
+            return "–", None
+        decoded = f" ({row['accuracy_decoded']:.2f})" if not pd.isna(row.get("accuracy_decoded", np.nan)) else ""
+        return f"{row['accuracy']:.2f}{decoded}", float(row["accuracy"])
+
+    def html_cell(name, experiment):
+        value, shade = text(name, experiment)
+        if shade is None:
+            return f"<td>{value}</td>"
+        ink = "#fff" if shade > 0.6 else "#222"
+        return f'<td style="background: rgba(31, 119, 180, {shade:.2f}); color: {ink}">{value}</td>'
+
+    headers = ["class (test images)"] + experiments
+    labels = {name: f"{name} ({support[name]})" for name in CLASS_NAMES}
+    page = ('<table class="table"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+            + "</tr></thead><tbody>"
+            + "".join(f"<tr><td>{labels[name]}</td>" + "".join(html_cell(name, e) for e in experiments) + "</tr>"
+                      for name in CLASS_NAMES)
+            + "</tbody></table>")
+    md = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join([labels[name]] + [text(name, e)[0] for e in experiments]) + " |" for name in CLASS_NAMES]
+    return Marked(page, "\n".join(md))
+
+
+def flagged_cells_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per test cell flagged in any run (experiment x seed): its chromosome count, decoded
+    sex, in how many runs it was flagged, and why: the count, the classes its decoded labels lack
+    and the classes with too many confident predictions, each with the share of runs giving it."""
+    n_runs = len(cells[["experiment", "seed"]].drop_duplicates())
+
+    def tally(items: pd.Series, separator: str) -> list[str]:
+        counts = pd.Series([i for text in items if text for i in text.split(separator)]).value_counts()
+        return [item if k == n_runs else f"{item} ({k} of {n_runs} runs)" for item, k in counts.items()]
+
+    rows = []
+    for cell, group in cells.groupby("cell", sort=True):
+        flagged = group[group["flagged"].astype(bool)]
+        if flagged.empty:
+            continue
+        n = int(group["chromosomes"].iloc[0])
+        reasons = [] if n == karyotype.NORMAL_CHROMOSOMES else [f"{n} chromosomes (expected 46)"]
+        lacking = tally(group["lacking"], ", ")
+        reasons += [f"decoded labels lack {', '.join(lacking)}"] if lacking else []
+        reasons += tally(group["excess"], "; ")
+        sexes = group["sex"].value_counts()
+        rows.append({"cell": cell, "chromosomes": n,
+                     "decoded sex": sexes.index[0] + ("" if len(sexes) == 1 else f" ({sexes.iloc[0]} of {n_runs} runs)"),
+                     "flagged in": f"{len(flagged)} of {n_runs} runs", "reasons": "; ".join(reasons)})
+    return pd.DataFrame(rows, columns=["cell", "chromosomes", "decoded sex", "flagged in", "reasons"])
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def describe_difference(value: float, low: float, high: float, unit: str, digits: int) -> str:
+    """'+1.78 dB (95 % CI +1.70 to +1.86; larger than its uncertainty)': a difference, its interval
+    and whether the interval leaves out 0."""
+    verdict = ("larger than its uncertainty" if low > 0 or high < 0
+               else "the interval includes 0: not a measured difference")
+    return (f"{value:+.{digits}f}{unit} ({class_metrics.LEVEL:.0%} CI {low:+.{digits}f} to {high:+.{digits}f}; "
+            f"{verdict})")
+
+
+def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed: int = 0) -> list[str]:
+    """Per profile, the method with the largest mean PSNR gain over bicubic (inside the chromosome
+    where that was scored), with a bootstrap interval of the per-image gains over test cells (the
+    images of a cell share its staining and blur)."""
+    scored_inside = "psnr_fg" in per_image and per_image["psnr_fg"].notna().any()
+    metric, where = ("psnr_fg", " inside the chromosome") if scored_inside else ("psnr", "")
+    cells = split.set_index("image_id")["group"]
+    lines = []
+    for profile, rows in per_image.groupby("profile", sort=False):
+        psnr = rows.pivot(index="image_id", columns="method", values=metric)
+        if "bicubic" not in psnr or psnr.shape[1] < 2:
+            continue
+        gains = psnr.drop(columns="bicubic").sub(psnr["bicubic"], axis=0)
+        best = gains.mean().idxmax()
+        gain = gains[best].dropna()
+        low, high = class_metrics.bootstrap_ci(gain.to_numpy(), n_boot, seed,
+                                               clusters=[cells.get(i, i) for i in gain.index])
+        lead = (f"{best} gains most over bicubic" if gain.mean() > 0
+                else f"no method beats bicubic; the closest is {best}")
+        lines.append(f"{profile}: {lead} in PSNR{where}: {psnr[best].mean():.2f} vs {psnr['bicubic'].mean():.2f} dB, "
+                     + describe_difference(gain.mean(), low, high, " dB", 2) + ".")
+    return lines
+
+
+SEX_CHROMOSOME_ACCURACY = {"x_accuracy": "X accuracy", "y_accuracy": "Y accuracy"}
+
+
+def _points(row) -> str:
+    return describe_difference(100 * row["difference"], 100 * row["ci_low"], 100 * row["ci_high"], " points", 1)
+
+
+def classification_findings(comparisons: pd.DataFrame, over_seeds: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+    """Sentences from `class_metrics.comparisons`: the LR-to-HR accuracy gap and what each SR
+    route closes of it, SMOTE's effect on X and Y accuracy, and cell decoding's effect and flags.
+    A comparison the experiments do not allow is left out."""
+    inputs = over_seeds.set_index("experiment")["input"]
+    balances = over_seeds.set_index("experiment")["balance"]
+    kind = comparisons["comparison"]
+    lines = []
+    gaps = comparisons[kind == "lr_to_hr_gap"].set_index("baseline")
+    routes = comparisons[kind == "sr_route"]
+    for lr, group in routes.groupby("baseline", sort=False):
+        gap = gaps.loc[lr] if lr in gaps.index else None
+        gap_closed = gap is not None and gap["ci_low"] > 0
+        text = (f"LR-to-HR accuracy gap ({gap['experiment']} vs {lr}): {gap['experiment_value']:.1%} vs "
+                f"{gap['baseline_value']:.1%}, {_points(gap)}. " if gap is not None
+                else f"SR routes vs the LR input {lr} (no HR experiment to measure a gap): ")
+        text += "; ".join(
+            f"{row['experiment']} ({inputs[row['experiment']]}) "
+            + (f"closes {row['share_of_gap']:.0%} of it, " if gap_closed else "")
+            + f"{_points(row)} over LR"
+            for _, row in group.iterrows())
+        lines.append(text + ".")
+    for hr_lr, gap in gaps.iterrows():
+        if hr_lr not in set(routes["baseline"]):
+            lines.append(f"LR-to-HR accuracy gap ({gap['experiment']} vs {hr_lr}): {gap['experiment_value']:.1%} vs "
+                         f"{gap['baseline_value']:.1%}, {_points(gap)}; no SR route on this input to close it.")
+    for (smote, other), group in comparisons[kind == "balance"].groupby(["experiment", "baseline"], sort=False):
+        effects = [f"{SEX_CHROMOSOME_ACCURACY[row['metric']]} {row['experiment_value']:.0%} vs "
+                   f"{row['baseline_value']:.0%}, "
+                   + _points(row) for _, row in group.iterrows() if not pd.isna(row["difference"])]
+        if effects:
+            lines.append(f"SMOTE ({smote} vs {other}, balance {balances[other]}): " + "; ".join(effects) + ".")
+    decoding = comparisons[kind == "cell_decoding"]
+    if len(decoding):
+        clear = decoding[(decoding["ci_low"] > 0) | (decoding["ci_high"] < 0)]
+        largest = decoding.loc[decoding["difference"].abs().idxmax()]
+        if len(decoding) == 1:
+            text = f"Cell decoding changes the accuracy of {largest['experiment']} by {_points(largest)}."
+        else:
+            text = (f"Cell decoding changes accuracy by {100 * decoding['difference'].min():+.1f} to "
+                    f"{100 * decoding['difference'].max():+.1f} points over {len(decoding)} experiments, larger than "
+                    f"its uncertainty in {len(clear)}; largest: {largest['experiment']} {_points(largest)}.")
+        flagged = cells.loc[cells["flagged"].astype(bool), "cell"].nunique()
+        lines.append(text + f" {flagged} of {cells['cell'].nunique()} test cells are flagged as possible numerical "
+                     "abnormalities in at least one run (table 'Classification: flagged cells').")
+    return lines
 
 
 def rejected_table(quarantined: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
@@ -302,7 +450,8 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }
 
 
 def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], config_text: str) -> None:
-    """Write index.html and summary.md from (heading, text, table DataFrame or PNG path) sections."""
+    """Write index.html and summary.md from (heading, text, body) sections; a body is a table
+    (DataFrame or Marked), a PNG path, a list of sentences (a bullet list) or None (text only)."""
     out_dir = Path(out_dir)
     parts_html = [f"<h1>{html.escape(title)}</h1>"]
     parts_md = [f"# {title}"]
@@ -315,7 +464,10 @@ def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], c
         elif isinstance(body, Marked):
             parts_html.append(body.html)
             parts_md.append(body.markdown)
-        else:
+        elif isinstance(body, list):
+            parts_html.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in body) + "</ul>")
+            parts_md.append("\n".join(f"- {line}" for line in body))
+        elif body is not None:
             parts_html.append(_embed_png(body))
             parts_md.append(f"![{heading}]({Path(body).name})")
     parts_html.append(f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre>")

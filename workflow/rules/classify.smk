@@ -96,8 +96,11 @@ rule classification_summary:
         predictions=expand("results/classify/predictions/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS),
         features=expand("results/classify/features/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS[:1]),
     output:
+        predictions="results/classify/summary/predictions.parquet",
+        cells="results/classify/summary/cells.parquet",
         runs="results/classify/summary/runs.parquet",
         over_seeds="results/classify/summary/over_seeds.parquet",
+        comparisons="results/classify/summary/comparisons.parquet",
         per_class="results/classify/summary/per_class.parquet",
         confusion=expand("results/classify/summary/confusion_{experiment}.parquet", experiment=EXPERIMENTS),
         confusion_png=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
@@ -105,6 +108,7 @@ rule classification_summary:
     params:
         experiments=config["classify"]["experiments"],
         bootstrap=config["classify"]["bootstrap"],
+        decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
     log:
         "results/logs/classify/summary.log",
     conda:

@@ -72,6 +72,8 @@ rule report:
         training=["results/report/training_curves.png"] if SR_MODELS and SR_PROFILES else [],
         classification=classification_outputs(),
         per_class=["results/classify/summary/per_class.parquet"] if EXPERIMENTS else [],
+        comparisons=["results/classify/summary/comparisons.parquet"] if EXPERIMENTS else [],
+        cells=["results/classify/summary/cells.parquet"] if EXPERIMENTS else [],
         confusion=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
         tsne=["results/report/tsne.png"] if EXPERIMENTS else [],
         class_histories=expand(
@@ -87,6 +89,8 @@ rule report:
         profiles=list(PROFILES),
         methods=METHODS + list(SR_MODELS),
         experiments=config["classify"]["experiments"],
+        bootstrap=config["classify"]["bootstrap"],
+        decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
         config=config,
     log:
         "results/logs/report/report.log",

@@ -1,14 +1,24 @@
 from pathlib import Path
 
-from karyosr import class_metrics, logs, shards
+import pandas as pd
+
+from karyosr import class_metrics, karyotype, logs, shards
 
 logs.setup(snakemake.log[0])
-out = snakemake.output
-experiments = snakemake.params.experiments
+out, params = snakemake.output, snakemake.params
+experiments = params.experiments
 predictions = shards.concat_tables(snakemake.input.predictions)
-runs = class_metrics.run_summary(predictions, snakemake.params.bootstrap)
+if params.decoding["cell_decoding"]:
+    predictions, cells = karyotype.decode(predictions, params.decoding["flag_confidence"])
+else:
+    cells = pd.DataFrame(columns=karyotype.CELL_COLUMNS)
+predictions = predictions.drop(columns="probabilities")
+shards.write_table(out.predictions, predictions)
+shards.write_table(out.cells, cells)
+runs = class_metrics.run_summary(predictions, params.bootstrap)
 shards.write_table(out.runs, runs)
 shards.write_table(out.over_seeds, class_metrics.over_seeds(runs, experiments))
+shards.write_table(out.comparisons, class_metrics.comparisons(predictions, experiments, params.bootstrap))
 shards.write_table(out.per_class, class_metrics.per_class(predictions))
 for experiment, table_path, png in zip([e["name"] for e in experiments], out.confusion, out.confusion_png):
     matrix = class_metrics.confusion(predictions, experiment)

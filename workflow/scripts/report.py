@@ -46,26 +46,46 @@ for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality)
 if inputs.training:
     sections.append(("Training curves", "Training loss and validation PSNR per epoch; dots mark the epochs kept.",
                      inputs.training[0]))
+findings = report.sr_findings(shards.read_table(inputs.per_image), split, params.bootstrap)
 if inputs.classification:
     over_seeds = shards.read_table(inputs.classification[0])
-    per_class = report.per_class_table(shards.read_table(inputs.per_class[0]))
-    tables.update(classification=over_seeds, per_class=per_class)
-    report.save_table(over_seeds, out_dir, "classification")
-    report.save_table(per_class, out_dir, "per_class")
+    per_class = shards.read_table(inputs.per_class[0])
+    comparisons = shards.read_table(inputs.comparisons[0])
+    cells = shards.read_table(inputs.cells[0])
+    flagged = report.flagged_cells_table(cells)
+    for name, table in (("classification", over_seeds), ("per_class", per_class), ("comparisons", comparisons),
+                        ("flagged_cells", flagged)):
+        report.save_table(table, out_dir, name)
+    findings += report.classification_findings(comparisons, over_seeds, cells)
     networks, ablation = report.classification_tables(over_seeds)
+    intervals = "; ".join(over_seeds["interval"].unique())
+    decoding = params.decoding
+    decoded_text = (" and after cell decoding (each cell's chromosomes labelled jointly as two of each autosome and "
+                    "XX or XY)" if decoding["cell_decoding"] else "")
+    flagged_sections = [(
+        "Classification: flagged cells",
+        "Test cells that may be numerically abnormal, which decoding must not silently correct: a chromosome count "
+        "other than 46 (with the classes the decoded labels lack), or more independent predictions of a class at "
+        f"probability >= {decoding['flag_confidence']} than a normal karyotype holds. Both labels of every image "
+        "are in results/classify/summary/predictions.parquet." + ("" if len(flagged) else " No cell was flagged."),
+        flagged if len(flagged) else None)] if decoding["cell_decoding"] else []
     histories = {Path(p).parent.parent.name + " " + Path(p).parent.name: shards.read_table(p)
                  for p in inputs.class_histories}
     report.training_curves(histories, snakemake.output.classifier_curves, metric="val_accuracy",
                            metric_title="validation accuracy")
     sections += [
         ("Classification: networks and inputs",
-         "Test accuracy (mean ± 95 % CI half-width over seeds; a single seed shows the run itself), "
-         "macro-F1 and the accuracy on the sex chromosomes X and Y, the minority classes.", networks),
+         f"Test accuracy of the independent predictions{decoded_text}, macro-F1 over the 24 classes and the "
+         f"accuracy on the sex chromosomes X and Y, the minority classes: mean and [interval] ({intervals}; "
+         "a bootstrap resamples whole test cells).", networks),
         ("Classification: ablation",
          "Backbone; + SMOTE (training split balanced); + SR (two-stage sr: or end-to-end super: input); "
          "+ IAM (the image adaptive crop, applied to every input).", ablation),
-        ("Classification: per class", "Accuracy, precision, recall and F1 per chromosome class, all seeds "
-         "pooled.", per_class),
+        ("Classification: per class", "Test accuracy per chromosome class and experiment, all seeds pooled, "
+         f"shaded by accuracy{'; in brackets after cell decoding' if decoded_text else ''}. The class column "
+         "gives its test images; "
+         "precision and F1 are in tables/per_class.csv.", report.per_class_heatmap(per_class)),
+        *flagged_sections,
         *[(f"Confusion matrix, {Path(p).stem.removeprefix('confusion_')}", "Rows: true class; share of each "
            "true class per predicted class.", p) for p in inputs.confusion],
         ("Features of the test images (t-SNE)", "Penultimate-layer features, one colour per class.",
@@ -73,6 +93,9 @@ if inputs.classification:
         ("Classifier training curves", "Training cross-entropy and validation accuracy per epoch.",
          snakemake.output.classifier_curves),
     ]
+sections.insert(0, ("Findings", "Generated from the tables below; intervals are bootstrap intervals over test "
+                    "cells (and seeds, for classification).",
+                    findings or ["No comparison could be made from this run's tables."]))
 sections += [
     ("Images per stage", "What each stage took in, kept and set aside.", tables["stage_counts"]),
     ("Images per class and split", "Counts after cropping and filtering.", tables["class_counts"]),

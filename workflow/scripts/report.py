@@ -83,8 +83,7 @@ if inputs.classification:
          "+ IAM (the image adaptive crop, applied to every input).", ablation),
         ("Classification: per class", "Test accuracy per chromosome class and experiment, all seeds pooled, "
          f"shaded by accuracy{'; in brackets after cell decoding' if decoded_text else ''}. The class column "
-         "gives its test images; "
-         "precision and F1 are in tables/per_class.csv.", report.per_class_heatmap(per_class)),
+         "gives its test images; precision and F1 are in tables/per_class.csv.", report.per_class_heatmap(per_class)),
         *flagged_sections,
         *[(f"Confusion matrix, {Path(p).stem.removeprefix('confusion_')}", "Rows: true class; share of each "
            "true class per predicted class.", p) for p in inputs.confusion],

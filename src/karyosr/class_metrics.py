@@ -10,6 +10,7 @@ images, which would understate the uncertainty.
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -234,11 +235,12 @@ def comparisons(predictions: pd.DataFrame, experiments: list[dict], n_boot: int,
     weights = resample_weights(len(cell_index), n_boot, seed)
     names = [e["name"] for e in experiments if e["name"] in set(predictions["experiment"])]
     results = {}
-    for i, name in enumerate(names):
+    for name in names:
         runs = predictions[predictions["experiment"] == name]
         n_seeds = runs["seed"].nunique()
-        # One seed draw per experiment, the same for its independent and decoded labels.
-        seed_draws = np.random.default_rng([seed, i]).integers(0, n_seeds, (n_boot, n_seeds))
+        # One seed draw per experiment, the same for its independent and decoded labels, and seeded
+        # by its name so that adding an experiment to the config leaves the others' draws alone.
+        seed_draws = np.random.default_rng([seed, zlib.crc32(name.encode())]).integers(0, n_seeds, (n_boot, n_seeds))
         for column in label_columns(runs):
             results[name, column] = _pooled_samples(runs, column, cell_index, weights, seed_draws)
     pairs = [(kind, a, b, metrics) for kind, a, b, metrics in comparison_pairs(experiments)

@@ -74,4 +74,5 @@ def crop_params():
         "min_foreground_px": 40,
         "detail_sigma": 1.0,
         "min_detail": 1.0,
+        "adaptive_crop": True,
     }

@@ -35,7 +35,8 @@ EXTENSIONS = [".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"]
 CLASS_FOLDERS = {"type": "class_folders", "subdir": "", "extensions": EXTENSIONS,
                  "group_regex": "_(?P<group>[^_]+)$"}
 CROP_PARAMS = {"target_size": 48, "polarity": "auto", "threshold": "otsu", "margin": 2,
-               "min_component_fraction": 0.1, "min_foreground_px": 40, "detail_sigma": 1.0, "min_detail": 1.0}
+               "min_component_fraction": 0.1, "min_foreground_px": 40, "detail_sigma": 1.0, "min_detail": 1.0,
+               "adaptive_crop": True}
 MAX_PIXELS = 20_000  # the dataset's good images are 90 x 70 = 6,300 pixels; the "huge" one 40,000
 N_SHARDS = 2
 UNDECODABLE = "cannot decode: not an image, or corrupt or truncated"

@@ -112,6 +112,28 @@ def test_large_object_shrunk_keeping_aspect(make_rod, params):
     assert out[0, 0] == 220 and out[target // 2, 0] == 220
 
 
+def test_without_adaptive_crop_the_whole_image_is_shrunk_and_padded(make_rod, params):
+    image, inside = make_rod(shape=(100, 80), center=(40, 50), length=30, width=8, bg=220, fg=70)
+    with_iam, rec_iam = crop_filter_image(image, params)
+    out, rec = crop_filter_image(image, dict(params, adaptive_crop=False))
+    target = params["target_size"]
+    assert rec_iam["adaptive_crop"] and not rec["adaptive_crop"]
+    assert (rec["crop_y0"], rec["crop_y1"], rec["crop_x0"], rec["crop_x1"]) == (0, 100, 0, 80)
+    assert rec["crop_scale"] == pytest.approx(target / 100) and rec["pad_top"] == 0
+    assert rec["pad_left"] == (target - round(80 * target / 100)) // 2
+    assert out.shape == (target, target) and out.dtype == image.dtype
+    # The rod keeps its place in the frame, shrunk with it, instead of being centred at full size.
+    rows, cols = np.nonzero(out < 150)
+    assert abs(rows.mean() - 40 * rec["crop_scale"]) < 2
+    assert abs(cols.mean() - (rec["pad_left"] + 50 * rec["crop_scale"])) < 2
+    assert (out < 150).sum() < (with_iam < 150).sum()
+    # The quality filters hold either way.
+    for key, value in (("foreground_px", inside.sum()), ("polarity", "dark_on_light")):
+        assert rec[key] == rec_iam[key] == value
+    with pytest.raises(ImageRejected, match="flat"):
+        crop_filter_image(np.full((100, 80), 220, np.uint8), dict(params, adaptive_crop=False))
+
+
 def test_object_exactly_target_size_not_scaled(make_rod, params):
     params = dict(params, margin=0)
     image, inside = make_rod(shape=(100, 100), center=(50.5, 50), length=64, width=10)

@@ -4,6 +4,10 @@ Each chromosome is cut out at its foreground bounding box, shrunk (aspect kept) 
 longer side exceeds the target, and padded to a square of the background value. Chromosomes
 are never enlarged: their relative size is a class feature. Images with too little foreground
 or too little detail (blurred or empty crops) are rejected with the reason.
+
+With ``adaptive_crop`` off (the ablation without the image adaptive module) the box is the
+whole image: it is shrunk and padded the same way, so the chromosome keeps whatever background
+margin the source gave it. The quality filters apply either way.
 """
 
 from __future__ import annotations
@@ -79,10 +83,13 @@ def crop_filter_image(image: np.ndarray, params: dict) -> tuple[np.ndarray, dict
     if area < params["min_foreground_px"]:
         raise ImageRejected(f"foreground of {area} px is below crop_filter.min_foreground_px {params['min_foreground_px']}")
 
-    ys, xs = np.nonzero(mask)
-    margin = params["margin"]
-    y0, y1 = max(int(ys.min()) - margin, 0), min(int(ys.max()) + 1 + margin, image.shape[0])
-    x0, x1 = max(int(xs.min()) - margin, 0), min(int(xs.max()) + 1 + margin, image.shape[1])
+    if params["adaptive_crop"]:
+        ys, xs = np.nonzero(mask)
+        margin = params["margin"]
+        y0, y1 = max(int(ys.min()) - margin, 0), min(int(ys.max()) + 1 + margin, image.shape[0])
+        x0, x1 = max(int(xs.min()) - margin, 0), min(int(xs.max()) + 1 + margin, image.shape[1])
+    else:
+        y0, y1, x0, x1 = 0, image.shape[0], 0, image.shape[1]
     crop, crop_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
 
     detail = detail_score(crop, crop_mask, params["detail_sigma"])
@@ -106,6 +113,7 @@ def crop_filter_image(image: np.ndarray, params: dict) -> tuple[np.ndarray, dict
         "crop_y0": y0, "crop_y1": y1, "crop_x0": x0, "crop_x1": x1,
         "crop_scale": scale,
         "pad_top": top, "pad_left": left,
+        "adaptive_crop": bool(params["adaptive_crop"]),
     }
     return out, record
 
@@ -124,7 +132,7 @@ def crop_filter_images(meta: pd.DataFrame, images: list[np.ndarray], params: dic
         kept.append(out)
     columns = list(meta.columns) + ["polarity", "threshold_level", "background", "foreground_px",
                                     "detail_score", "crop_y0", "crop_y1", "crop_x0", "crop_x1",
-                                    "crop_scale", "pad_top", "pad_left", "orig_height", "orig_width"]
+                                    "crop_scale", "pad_top", "pad_left", "adaptive_crop", "orig_height", "orig_width"]
     kept_meta = pd.DataFrame(rows, columns=columns)
     kept_meta["label"] = kept_meta["label"].astype("Int8")
     return kept_meta, kept, pd.DataFrame(rejected, columns=REJECTED_COLUMNS)

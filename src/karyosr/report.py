@@ -82,7 +82,13 @@ class Marked:
     markdown: str
 
 
-def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, std: bool = True) -> Marked:
+def markdown_cell(value) -> str:
+    """``value`` as the text of one Markdown table cell: a '|' would end the cell, a line break the row."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, std: bool = True,
+               labels: tuple[str, ...] = ("method",)) -> Marked:
     rows = table[table["profile"] == profile].reset_index(drop=True)
     present = [(c, h, up) for c, h, up in columns if c in rows and rows[c].notna().any()]
     best = {c: (rows[c].idxmax() if up else rows[c].idxmin()) for c, _, up in present}
@@ -102,16 +108,17 @@ def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, st
             text += f" [{rows.at[i, low]:.{digits}f}, {rows.at[i, high]:.{digits}f}]"
         return bold(text) if best[column] == i else text
 
-    headers = ["method"] + [h for _, h, _ in present]
+    headers = list(labels) + [h for _, h, _ in present]
     html_rows = "".join(
-        "<tr><td>" + html.escape(rows.at[i, "method"]) + "</td>"
+        "<tr>" + "".join(f"<td>{html.escape(str(rows.at[i, label]))}</td>" for label in labels)
         + "".join(f"<td>{cell(i, c, lambda t: f'<b>{t}</b>')}</td>" for c, _, _ in present) + "</tr>"
         for i in rows.index
     )
     page = ('<table class="table"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
             + f"</tr></thead><tbody>{html_rows}</tbody></table>")
-    md = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    md += ["| " + " | ".join([rows.at[i, "method"]] + [cell(i, c, lambda t: f"**{t}**") for c, _, _ in present]) + " |"
+    md = ["| " + " | ".join(markdown_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join([markdown_cell(rows.at[i, label]) for label in labels]
+                             + [cell(i, c, lambda t: f"**{t}**") for c, _, _ in present]) + " |"
            for i in rows.index]
     return Marked(page, "\n".join(md))
 
@@ -186,12 +193,37 @@ def classification_tables(over_seeds: pd.DataFrame) -> tuple[Marked, Marked]:
     table = over_seeds.assign(profile="all", method=over_seeds["experiment"] + " (" + over_seeds["backbone"] + ", "
                               + over_seeds["input"] + ")")
     networks = comparison(table, "all", CLASSIFICATION_COLUMNS)
-    kinds = table["input"].str.split(":").str[0]
-    ablation = table.assign(
-        method=table["backbone"] + " | SMOTE " + np.where(table["balance"] == "smote", "✓", "–")
-        + " | SR " + np.where(kinds.isin(["sr", "super"]), "✓ (" + kinds + ")", "–")
-        + " | IAM ✓ | " + np.where(kinds == "hr", "HR input", "LR input"))
-    return networks, comparison(ablation, "all", CLASSIFICATION_COLUMNS[:1])
+    return networks, ablation_table(table)
+
+
+ABLATION_LABELS = ("backbone", "SMOTE", "SR", "IAM", "input")
+
+
+def ablation_table(over_seeds: pd.DataFrame) -> Marked:
+    """SRAS-net Table 3 layout: a column per component -- backbone, SMOTE (training split
+    balanced), SR (two-stage sr: or end-to-end super: input), IAM (the image adaptive crop, from
+    the ``adaptive_crop`` column: whether that experiment's images were cut to the chromosome)
+    and the HR or LR input -- then the test accuracy, best in bold."""
+    mark = {True: "✓", False: "–"}
+    kinds = over_seeds["input"].str.split(":").str[0]
+    table = over_seeds.assign(
+        profile="all",
+        SMOTE=(over_seeds["balance"] == "smote").map(mark),
+        SR=np.where(kinds.isin(["sr", "super"]), "✓ (" + kinds + ")", "–"),
+        IAM=over_seeds["adaptive_crop"].astype(bool).map(mark),
+        input=np.where(kinds == "hr", "HR", "LR"),
+    ).reset_index(drop=True)
+    return comparison(table, "all", CLASSIFICATION_COLUMNS[:1], labels=ABLATION_LABELS)
+
+
+def adaptive_crop_applied(cropped: pd.DataFrame) -> bool:
+    """Whether crop_filter cut this run's images to their chromosome's box (the IAM), from its
+    manifest's ``adaptive_crop`` column; one setting covers a run."""
+    settings = set(cropped["adaptive_crop"].astype(bool))
+    if len(settings) > 1:
+        raise ValueError("crop_filter manifest: adaptive_crop is true for some images and false for others; "
+                         "expected one setting for the run (rerun crop_filter)")
+    return settings != {False}
 
 
 def per_class_heatmap(per_class: pd.DataFrame) -> Marked:
@@ -412,9 +444,9 @@ def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_pn
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     def cell(v):
-        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else markdown_cell(v)
 
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    header = "| " + " | ".join(map(markdown_cell, table.columns)) + " |"
     rule = "|" + "---|" * len(table.columns)
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *rows])

@@ -57,7 +57,9 @@ if inputs.classification:
                         ("flagged_cells", flagged)):
         report.save_table(table, out_dir, name)
     findings += report.classification_findings(comparisons, over_seeds, cells)
-    networks, ablation = report.classification_tables(over_seeds)
+    # Every experiment of a run classifies crop_filter's images, cut to the chromosome or not.
+    networks, ablation = report.classification_tables(
+        over_seeds.assign(adaptive_crop=report.adaptive_crop_applied(cropped)))
     intervals = "; ".join(over_seeds["interval"].unique())
     decoding = params.decoding
     decoded_text = (" and after cell decoding (each cell's chromosomes labelled jointly as two of each autosome and "
@@ -80,7 +82,7 @@ if inputs.classification:
          "a bootstrap resamples whole test cells).", networks),
         ("Classification: ablation",
          "Backbone; + SMOTE (training split balanced); + SR (two-stage sr: or end-to-end super: input); "
-         "+ IAM (the image adaptive crop, applied to every input).", ablation),
+         "+ IAM (the image adaptive crop, crop_filter.adaptive_crop; one setting per run).", ablation),
         ("Classification: per class", "Test accuracy per chromosome class and experiment, all seeds pooled, "
          f"shaded by accuracy{'; in brackets after cell decoding' if decoded_text else ''}. The class column "
          "gives its test images; precision and F1 are in tables/per_class.csv.", report.per_class_heatmap(per_class)),

@@ -95,20 +95,31 @@ def test_minimum_input_size(name):
             model(torch.rand(2, 1, *shape))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "inception_resnet_v2"])
-def test_small_input_option(name):
-    default, small = tiny(name), tiny(name, small_input=True)
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "inception_resnet_v2", "xception"])
+def test_small_input_stem_is_the_default(name):
+    published, default = tiny(name, small_input=False), tiny(name)
+    assert default.small_input
     x = torch.rand(2, 1, 32, 32)
-    assert small(x).shape == (2, 24)
-    # same parameters for IRv2 (only a stride changes); ResNet's 3x3 stem is smaller than the 7x7
-    if name == "inception_resnet_v2":
-        assert count_parameters(small) == count_parameters(default)
+    assert default(x).shape == published(x).shape == (2, 24)
+    # IRv2 and Xception change only a stride; ResNet's 3x3 stem is smaller than the 7x7
+    if name in ("inception_resnet_v2", "xception"):
+        assert count_parameters(default) == count_parameters(published)
     else:
-        assert count_parameters(small) < count_parameters(default)
+        assert count_parameters(default) < count_parameters(published)
+
+
+def test_default_stems_keep_a_spatial_map_for_48_px_crops():
+    """The published ImageNet stems shrink a 48 px crop 4x before the first block; the default
+    small-input stems keep a map of several positions to the last block (IRv2: see below)."""
+    resnet, xception = tiny("resnet18").eval(), tiny("xception").eval()
+    x = torch.rand(1, 1, 48, 48)
+    with torch.no_grad():
+        assert resnet.stages(resnet.stem(x)).shape[-2:] == (6, 6)
+        assert xception.exit(xception.middle(xception.entry(xception.stem(x)))).shape[-2:] == (3, 3)
 
 
 @pytest.mark.parametrize(
-    ("small_input", "size", "final"), [(False, 64, 2), (False, 32, 1), (True, 32, 2), (False, 299, 10)]
+    ("small_input", "size", "final"), [(False, 64, 2), (False, 32, 1), (True, 32, 2), (True, 48, 3), (False, 299, 10)]
 )
 def test_inception_resnet_v2_final_map(small_input, size, final):
     model = tiny("inception_resnet_v2", small_input=small_input).eval()
@@ -185,15 +196,19 @@ def _count_on_meta(name, **kwargs):
 def test_published_parameter_counts():
     # ImageNet configurations match the reference implementations
     # (torchvision resnet18 / resnet50, Keras Xception trainable parameters)
-    assert _count_on_meta("resnet18", num_classes=1000, in_channels=3) == 11_689_512
-    assert _count_on_meta("resnet50", num_classes=1000, in_channels=3) == 25_557_032
-    assert _count_on_meta("xception", num_classes=1000, in_channels=3) == 22_855_952
+    imagenet = dict(num_classes=1000, in_channels=3, small_input=False)
+    assert _count_on_meta("resnet18", **imagenet) == 11_689_512
+    assert _count_on_meta("resnet50", **imagenet) == 25_557_032
+    assert _count_on_meta("xception", **imagenet) == 22_855_952
     assert _count_on_meta("vgg19", num_classes=1000, in_channels=3, batch_norm=False, pool_size=7) == 143_667_240
-    # the chromosome defaults: 1 channel, 24 classes
+    # the chromosome defaults: 1 channel, 24 classes; the ResNets' 3x3 stem has 64 x (49 - 9)
+    # weights fewer than the 7x7 ImageNet stem
+    stem_saving = 64 * (49 - 9)
+    assert _count_on_meta("resnet18", small_input=False) - _count_on_meta("resnet18") == stem_saving
     expected = {
         "dcnn": 1_194_920,
-        "resnet18": 11_182_552,
-        "resnet50": 23_550_936,
+        "resnet18": 11_182_552 - stem_saving,
+        "resnet50": 23_550_936 - stem_saving,
         "vgg19": 39_009_624,
         "xception": 20_855_552,
         "inception_resnet_v2": 32_281_976,
@@ -309,3 +324,16 @@ def test_not_a_state_dict(tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match=r"junk\.pth"):
         load_weights(tiny("dcnn"), path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inputs_are_standardised_so_exposure_does_not_matter(name):
+    """A darker or lower-contrast exposure of the same crop (a x + b, a > 0) gives the same
+    logits; with standardize_input=False it does not."""
+    x = torch.rand(2, 1, 48, 48)
+    model = tiny(name).eval()
+    raw = tiny(name, standardize_input=False).eval()
+    with torch.no_grad():
+        # equal up to the eps that keeps a flat image finite
+        torch.testing.assert_close(model(0.5 * x + 0.3), model(x), atol=1e-2, rtol=1e-2)
+        assert not torch.allclose(raw(0.5 * x + 0.3), raw(x), atol=1e-3)

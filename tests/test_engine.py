@@ -102,7 +102,7 @@ def test_learning_rate_decays_on_plateau_and_resumes_with_the_decayed_rate(tmp_p
 
 
 def test_cosine_schedule_anneals_to_zero_and_resumes_on_the_same_curve(tmp_path):
-    cosine = dict(epochs=4, cosine=True)
+    cosine = dict(epochs=4, schedule="cosine")
     result = engine.fit(LineTask(), settings(tmp_path / "a", **cosine))
     # the rate of each epoch's last step: 0.1 * (1 + cos(pi * (10 e - 1) / 40)) / 2
     expected = [0.1 * 0.5 * (1 + math.cos(math.pi * (10 * e - 1) / 40)) for e in range(1, 5)]
@@ -113,6 +113,28 @@ def test_cosine_schedule_anneals_to_zero_and_resumes_on_the_same_curve(tmp_path)
     resumed = engine.fit(LineTask(), settings(tmp_path / "b", **cosine))
     assert resumed.resumed_from_step == 20
     assert resumed.history["lr"].tolist() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_warm_up_rises_to_the_configured_rate_then_anneals(schedule):
+    total, warmup = 100, 20
+    factors = [engine.schedule_factor(schedule, step, total, warmup) for step in range(total)]
+    rising, falling = factors[: warmup + 1], factors[warmup:]
+    assert all(a < b for a, b in zip(rising, rising[1:]))
+    assert all(a > b for a, b in zip(falling, falling[1:]))
+    assert max(factors) == pytest.approx(1.0)
+    if schedule == "onecycle":
+        # Smith's one-cycle (torch OneCycleLR): starts at lr/25, ends near lr/1e4
+        assert factors[0] == pytest.approx(1 / 25)
+        assert factors[-1] == pytest.approx(1e-4, abs=5e-4)
+    else:
+        assert factors[0] == pytest.approx(1 / (warmup + 1))
+        assert factors[-1] < 1e-3
+
+
+def test_unknown_schedule_is_named():
+    with pytest.raises(ValueError, match="'steps'.*constant, cosine, onecycle"):
+        engine.schedule_factor("steps", 0, 10)
 
 
 def test_ema_tracks_the_weights():

@@ -157,14 +157,19 @@ def augment(batch: torch.Tensor, rotation_step: float, flips: bool, translate: f
 
 
 class ClassifierTask:
-    def __init__(self, experiment: dict, model: nn.Module, train, val, device: torch.device, weights):
-        self.cfg, self.device = experiment, device
+    """One classifier's training recipe: passes over the (balanced) training set in a fresh
+    order each epoch, AdamW, label-smoothed cross-entropy, rotations/flips/shifts."""
+
+    def __init__(self, experiment: dict, model: nn.Module, train, val, device: torch.device, weights, seed: int):
+        self.cfg, self.device, self.seed = experiment, device, seed
         self.model = prepare_module(model, device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=experiment["lr"])
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=experiment["lr"],
+                                           weight_decay=experiment["weight_decay"])
         self.train_x, self.train_y = train
         self.val_x, self.val_y = val
         self.peak = 65535.0 if self.train_x.dtype == np.uint16 else 255.0
         self.weights = torch.tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
+        self.steps_per_epoch = steps_per_epoch(experiment, len(self.train_y))
 
     def modules(self):
         return {"model": self.model}
@@ -172,40 +177,100 @@ class ClassifierTask:
     def optimizers(self):
         return {"model": self.optimizer}
 
+    def _batch_indices(self, step: int) -> np.ndarray:
+        """The images of one step: epoch e walks a permutation drawn from (seed, e), so a pass
+        sees every training image once and a resumed run draws the same batches."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        size = self.cfg["batch_size"]
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        n = len(self.train_y)
+        # Permutations are concatenated when an override asks for more steps than one pass holds.
+        passes = math.ceil(self.steps_per_epoch * size / n)
+        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])
+        return order[position * size : (position + 1) * size].numpy()
+
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
-        index = torch.randint(0, len(self.train_x), (cfg["batch_size"],)).numpy()
+        index = self._batch_indices(step)
         x = augment(to_tensor(self.train_x[index], self.peak, self.device), cfg["rotation_step"], cfg["flips"],
                     cfg["translate"])
         y = torch.from_numpy(self.train_y[index]).to(self.device)
         with autocast(self.device, cfg["bf16"]):
             logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y, weight=self.weights)
+        loss = F.cross_entropy(logits.float(), y, weight=self.weights, label_smoothing=cfg["label_smoothing"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return {"cross_entropy": loss.item()}
 
     def validate(self) -> dict[str, float]:
-        probabilities, _ = infer(self.model, self.val_x, self.peak, self.device, self.cfg["bf16"])
+        probabilities, _ = infer(self.model, self.val_x, self.peak, self.device, self.cfg["bf16"], self.cfg["tta"])
         return {"val_accuracy": float((probabilities.argmax(1) == self.val_y).mean())}
 
     def export(self) -> dict:
+        recalibrate_batchnorm(self.model, self.train_x, self.peak, self.device, self.cfg["bf16"])
         return {"state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
 
 
+def steps_per_epoch(experiment: dict, n_train: int) -> int:
+    """An epoch is one pass over the training set unless ``steps_per_epoch`` overrides it."""
+    if experiment.get("steps_per_epoch"):
+        return int(experiment["steps_per_epoch"])
+    return max(1, math.ceil(n_train / experiment["batch_size"]))
+
+
 @torch.no_grad()
-def infer(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, batch_size: int = 128):
-    """Class probabilities and penultimate-layer features of images."""
+def recalibrate_batchnorm(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True,
+                          batch_size: int = 128) -> None:
+    """Recompute every BatchNorm layer's running statistics with the final weights.
+
+    The running averages trail the weights by ~1/momentum steps, which matters when the weights
+    move fast (the high-rate phase of a one-cycle schedule) and most in a super-network, whose
+    SR layers keep changing the image the backbone's first BatchNorm sees. One pass over the
+    un-augmented training images with a cumulative average (momentum None) gives statistics of
+    the model that is exported."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for start in range(0, len(images), batch_size):
+        with autocast(device, bf16):
+            model(to_tensor(images[start : start + batch_size], peak, device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     model.eval()
+
+
+def _views(x: torch.Tensor, tta: bool) -> list[torch.Tensor]:
+    """The image, and with test-time augmentation also its horizontal, vertical and double flip
+    (a chromosome's class does not change under any of them)."""
+    if not tta:
+        return [x]
+    return [x, x.flip(-1), x.flip(-2), x.flip(-2, -1)]
+
+
+@torch.no_grad()
+def infer(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, tta: bool = False,
+          batch_size: int = 128):
+    """Class probabilities (averaged over flipped views with ``tta``) and penultimate-layer
+    features (of the image itself) of images."""
+    model.eval()
+    head = model.backbone.classifier if isinstance(model, SuperNetwork) else model.classifier
     probabilities, features = [], []
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start : start + batch_size], peak, device)
-        with autocast(device, bf16):
-            feats = model.features(x)
-            logits = (model.backbone.classifier if isinstance(model, SuperNetwork) else model.classifier)(feats)
-        probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
-        features.append(feats.float().cpu().numpy())
+        views = []
+        for i, view in enumerate(_views(x, tta)):
+            with autocast(device, bf16):
+                feats = model.features(view)
+                views.append(torch.softmax(head(feats).float(), 1))
+            if i == 0:
+                features.append(feats.float().cpu().numpy())
+        probabilities.append(torch.stack(views).mean(0).cpu().numpy())
     return np.concatenate(probabilities), np.concatenate(features)
 
 
@@ -227,12 +292,16 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
     log.info("%s (seed %d) on %s: %d training images (%d synthetic), %d validation, %d parameters",
              experiment["name"], seed, device, len(train[1]), int(train_meta["synthetic"].sum()), len(val_y),
              archs.count_parameters(model))
-    task = ClassifierTask(experiment, model, train, (val_x, val_y), device, weights)
-    settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=experiment["steps_per_epoch"],
+    task = ClassifierTask(experiment, model, train, (val_x, val_y), device, weights, seed)
+    total = experiment["epochs"] * task.steps_per_epoch
+    plateau = experiment["lr_schedule"] == "plateau"
+    settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=task.steps_per_epoch,
                            checkpoint_dir=Path(checkpoint_dir), config_slice={"experiment": experiment, "seed": seed},
                            select_by="val_accuracy", patience=experiment["patience"],
-                           lr_decay=experiment["lr_decay"], lr_patience=experiment["lr_patience"],
-                           checkpoint_every=experiment["steps_per_epoch"])
+                           schedule="constant" if plateau else experiment["lr_schedule"],
+                           warmup_steps=round(experiment["warmup_fraction"] * total),
+                           lr_decay=experiment["lr_decay"] if plateau else 1.0, lr_patience=experiment["lr_patience"],
+                           checkpoint_every=task.steps_per_epoch)
     result = fit(task, settings)
     save_checkpoint(out_model, {"best_epoch": result.best_epoch, **result.export})
     write_history(out_history, result)
@@ -246,7 +315,7 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     model = build_classifier({**experiment, "init_from": None}, _scale_of(eval_shards))
     model.load_state_dict(archs.load_checkpoint(model_path)["state_dict"])
     peak = 65535.0 if images.dtype == np.uint16 else 255.0
-    probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"])
+    probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"], experiment["tta"])
     # The metaphase cell of each image: cell decoding labels a cell's chromosomes jointly, and
     # intervals resample whole cells.
     cells = shards.read_table(split_manifest, columns=["image_id", "group"]).set_index("image_id")["group"]

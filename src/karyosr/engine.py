@@ -125,9 +125,13 @@ class FitSettings:
     # resumed run decays exactly as an uninterrupted one; the rates live in the optimiser state.
     lr_decay: float = 1.0
     lr_patience: int | None = None
-    # Cosine annealing of every learning rate from its configured value to 0 over the whole run,
-    # set from the step number before each step, so a resumed run follows the same curve.
-    cosine: bool = False
+    # Learning-rate schedule, a pure function of the step number (see ``schedule_factor``) set
+    # before each step, so a resumed run follows the same curve: 'constant', 'cosine' (linear
+    # warm-up over ``warmup_steps``, then cosine annealing to 0) or 'onecycle' (warm-up from
+    # lr/25 to lr over ``warmup_steps``, then cosine annealing to lr/1e4, as Smith's one-cycle
+    # policy and torch's OneCycleLR).
+    schedule: str = "constant"
+    warmup_steps: int = 0
     progress: bool | None = None  # None: a bar when stderr is a terminal, else a line per epoch
 
 
@@ -157,8 +161,25 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _anneal(optimizers, step: int, total: int) -> None:
-    factor = 0.5 * (1.0 + math.cos(math.pi * step / total))
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+def schedule_factor(schedule: str, step: int, total: int, warmup_steps: int = 0) -> float:
+    """Multiplier of the configured learning rate at ``step`` (0-based) of ``total`` steps."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if schedule == "constant":
+        return 1.0
+    start, end = (1 / 25, 1e-4) if schedule == "onecycle" else (0.0, 0.0)
+    if step < warmup_steps:
+        progress = step / warmup_steps
+        return start + (1.0 - start) * (1 - math.cos(math.pi * progress)) / 2 if schedule == "onecycle" \
+            else (step + 1) / (warmup_steps + 1)
+    progress = (step - warmup_steps) / max(total - warmup_steps, 1)
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _set_learning_rates(optimizers, factor: float) -> None:
     for optimizer in optimizers:
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -204,8 +225,9 @@ def fit(task: Task, settings: FitSettings) -> FitResult:
     while step < total:
         for module in modules.values():
             module.train()
-        if settings.cosine:
-            _anneal(optimizers.values(), step, total)
+        if settings.schedule != "constant":
+            _set_learning_rates(optimizers.values(), schedule_factor(settings.schedule, step, total,
+                                                                     settings.warmup_steps))
         losses = task.train_step(step)
         step += 1
         for key, value in losses.items():

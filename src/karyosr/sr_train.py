@@ -191,7 +191,7 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
         epochs=model_cfg["epochs"], steps_per_epoch=model_cfg["steps_per_epoch"],
         checkpoint_dir=Path(checkpoint_dir), config_slice={"model": model_cfg, "seed": seed},
         checkpoint_every=model_cfg["checkpoint_every"], select_by=model_cfg["select_by"],
-        cosine=model_cfg["lr_schedule"] == "cosine",
+        schedule=model_cfg["lr_schedule"], warmup_steps=model_cfg["warmup_steps"],
     )
     result = fit(task, settings)
     save_checkpoint(out_model, {"arch": model_cfg["arch"], "scale": train.scale, "options": model_cfg["options"],

@@ -111,9 +111,11 @@ class InceptionResNetV2(Backbone):
         repeats: Inception-ResNet-A, -B, -C blocks (published figure: 5, 10, 5; the Keras /
             TF-slim model uses 10, 20, 10: 54.3 M parameters here for 1 channel / 24 classes). 0 allowed.
         small_input: the first stem conv gets stride 1 instead of 2 (total stride 16 instead of
-            32), for 32-63 px inputs. Default False = published.
+            32), so a 48-128 px crop still reaches the last blocks as a 3x3 to 8x8 map. Default
+            True; False = the published stem.
         dropout: dropout before the dense layer (published keep probability 0.8 -> 0.2).
         in_channels: 1 (grayscale).
+        standardize_input: standardise each image first (see :class:`Backbone`).
 
     Padding: the reference implementation leaves the stem and reduction convs and pools unpadded
     ("valid"), which needs at least 75x75 inputs. Here every conv and pool is padded, so every
@@ -136,11 +138,12 @@ class InceptionResNetV2(Backbone):
         num_classes: int = 24,
         width: float = 1.0,
         repeats: Sequence[int] = (5, 10, 5),
-        small_input: bool = False,
+        small_input: bool = True,
         dropout: float = 0.2,
         in_channels: int = 1,
+        standardize_input: bool = True,
     ):
-        super().__init__(num_classes, width, in_channels)
+        super().__init__(num_classes, width, in_channels, standardize_input)
         name, width = type(self).__name__, self.width
         repeats = check_int_list(name, "repeats", repeats, 3, minimum=0)
         self.small_input = bool(small_input)

@@ -1,7 +1,8 @@
 """ResNet-18 and ResNet-50 (He et al. 2016) for grayscale chromosome images.
 
-7x7 stride-2 stem conv + BN + ReLU + 3x3 stride-2 max-pool (``small_input=True``: one 3x3
-stride-1 conv, no max-pool); four stages of residual blocks with 64, 128, 256, 512 base widths,
+a stem (default ``small_input=True``: one 3x3 stride-1 conv + BN + ReLU, suited to 32-128 px
+chromosome crops; ``small_input=False``: the published ImageNet stem, 7x7 stride-2 conv + BN +
+ReLU + 3x3 stride-2 max-pool, which leaves a 48 px crop at 12x12 before the first block); four stages of residual blocks with 64, 128, 256, 512 base widths,
 stride 2 at the first block of stages 2-4 (1x1 stride-2 conv + BN on the shortcut whenever shape
 changes); global average pooling; one dense layer.
 
@@ -77,8 +78,10 @@ class ResNet(Backbone):
         num_classes: output logits.
         width: multiplies the stage widths 64/128/256/512 (and the stem), each at least 4.
         small_input: 3x3 stride-1 stem without max-pool (total stride 8 instead of 32); keeps
-            4x4 to 16x16 maps at the end for 32-128 px chromosomes. Default False = published.
+            4x4 to 16x16 maps at the end for 32-128 px chromosomes. Default True; False = the
+            published ImageNet stem.
         in_channels: 1 (grayscale).
+        standardize_input: standardise each image first (see :class:`Backbone`).
 
     Minimum input size: 32x32 (enforced). All strided layers are padded, so a 32x32 input ends at
     a 1x1 map (published stem) or 4x4 (``small_input``).
@@ -92,10 +95,11 @@ class ResNet(Backbone):
         num_classes: int = 24,
         width: float = 1.0,
         depth: Sequence[int] | None = None,
-        small_input: bool = False,
+        small_input: bool = True,
         in_channels: int = 1,
+        standardize_input: bool = True,
     ):
-        super().__init__(num_classes, width, in_channels)
+        super().__init__(num_classes, width, in_channels, standardize_input)
         name, width = type(self).__name__, self.width
         block = self.block
         depth = check_int_list(name, "depth", self.default_depth if depth is None else depth, 4)

@@ -36,6 +36,7 @@ class VGG19(Backbone):
         hidden: dense sizes (published 4096), scaled by ``width``.
         dropout: dropout probability after each hidden dense layer (published 0.5).
         in_channels: 1 (grayscale).
+        standardize_input: standardise each image first (see :class:`Backbone`).
 
     ``features(x)`` is the output of the second hidden dense layer after ReLU (before its dropout),
     ``num_features = hidden * width``; ``classifier`` = dropout + the output layer.
@@ -55,8 +56,9 @@ class VGG19(Backbone):
         hidden: int = 4096,
         dropout: float = 0.5,
         in_channels: int = 1,
+        standardize_input: bool = True,
     ):
-        super().__init__(num_classes, width, in_channels)
+        super().__init__(num_classes, width, in_channels, standardize_input)
         name, width = type(self).__name__, self.width
         depth = check_int_list(name, "depth", depth, 5)
         pool_size = check_positive_int(name, "pool_size", pool_size)

@@ -72,7 +72,11 @@ class Xception(Backbone):
             least 4.
         middle_repeats: middle-flow modules (published 8; 0 allowed).
         dropout: dropout before the dense layer (published: none, 0.0).
+        small_input: the first conv gets stride 1 instead of 2 (total stride 16 instead of 32),
+            so at 48 px the middle flow works on 6x6 maps instead of 3x3. Default True; False =
+            the published entry.
         in_channels: 1 (grayscale).
+        standardize_input: standardise each image first (see :class:`Backbone`).
 
     Padding: the published network uses unpadded ("valid") convs in the first two layers, which
     needs at least 71x71 inputs; here every conv and pool is padded, so each stride-2 layer maps
@@ -89,16 +93,19 @@ class Xception(Backbone):
         width: float = 1.0,
         middle_repeats: int = 8,
         dropout: float = 0.0,
+        small_input: bool = True,
         in_channels: int = 1,
+        standardize_input: bool = True,
     ):
-        super().__init__(num_classes, width, in_channels)
+        super().__init__(num_classes, width, in_channels, standardize_input)
         name, width = type(self).__name__, self.width
         middle_repeats = check_positive_int(name, "middle_repeats", middle_repeats, minimum=0)
         check_dropout(name, dropout)
         c = {n: scaled(n, width) for n in (32, 64, 128, 256, 728, 1024, 1536, 2048)}
 
+        self.small_input = bool(small_input)
         self.stem = nn.Sequential(
-            nn.Conv2d(self.in_channels, c[32], 3, stride=2, padding=1, bias=False),
+            nn.Conv2d(self.in_channels, c[32], 3, stride=1 if self.small_input else 2, padding=1, bias=False),
             nn.BatchNorm2d(c[32]),
             nn.ReLU(inplace=True),
             nn.Conv2d(c[32], c[64], 3, padding=1, bias=False),

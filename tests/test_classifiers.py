@@ -114,7 +114,10 @@ def test_default_stems_keep_a_spatial_map_for_48_px_crops():
     resnet, xception = tiny("resnet18").eval(), tiny("xception").eval()
     x = torch.rand(1, 1, 48, 48)
     with torch.no_grad():
-        assert resnet.stages(resnet.stem(x)).shape[-2:] == (6, 6)
+        assert resnet.stem(x).shape[-2:] == (24, 24)
+        assert resnet.stages(resnet.stem(x)).shape[-2:] == (3, 3)
+        full = tiny("resnet18", stem_stride=1).eval()
+        assert full.stages(full.stem(x)).shape[-2:] == (6, 6)
         assert xception.exit(xception.middle(xception.entry(xception.stem(x)))).shape[-2:] == (3, 3)
 
 

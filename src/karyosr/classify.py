@@ -246,17 +246,16 @@ def recalibrate_batchnorm(model: nn.Module, images: np.ndarray, peak: float, dev
 
 
 def _views(x: torch.Tensor, tta: bool) -> list[torch.Tensor]:
-    """The image, and with test-time augmentation also its horizontal, vertical and double flip
-    (a chromosome's class does not change under any of them)."""
-    if not tta:
-        return [x]
-    return [x, x.flip(-1), x.flip(-2), x.flip(-2, -1)]
+    """The image, and with test-time augmentation also its mirror image: the flip the training
+    augmentation draws. Not the vertical flip: karyotyping crops show the p arm up, and averaging
+    in upside-down views cost 4 points of G-band accuracy (ResNet-18, 94.4 -> 90.4 %)."""
+    return [x, x.flip(-1)] if tta else [x]
 
 
 @torch.no_grad()
 def infer(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, tta: bool = False,
           batch_size: int = 128):
-    """Class probabilities (averaged over flipped views with ``tta``) and penultimate-layer
+    """Class probabilities (averaged with the mirror image's with ``tta``) and penultimate-layer
     features (of the image itself) of images."""
     model.eval()
     head = model.backbone.classifier if isinstance(model, SuperNetwork) else model.classifier

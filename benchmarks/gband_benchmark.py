@@ -4,7 +4,7 @@ inputs, each with and without SMOTE, 3 seeds, with and without cell decoding), t
 degradation (x4 with blur and noise) where the LR-to-HR gap is large enough to measure what SR
 buys. Writes the tables and the time of every model to benchmarks/results/.
 
-    python benchmarks/gband_benchmark.py [--workdir DIR] [--cores 2] [--part main|harder|both]
+    python benchmarks/gband_benchmark.py [--workdir DIR] [--cores 2] [--part main|harder|both] [--collect-only]
 
 The data (../shared/data/gband-chromosomes/DataNew) is read in place, never copied into the
 repository. Sizes and lengths are set so the whole study runs in well under 90 minutes on a
@@ -14,6 +14,7 @@ repository. Sizes and lengths are set so the whole study runs in well under 90 m
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ CENTRED = {"input_shift": 0.5}
 SRRESNET = {"num_blocks": 8, "num_features": 48, "bicubic_residual": True, **CENTRED}  # srresnet and srgan
 RRDBNET = {"num_feat": 32, "num_block": 3, "num_grow_ch": 16, "bicubic_residual": True, **CENTRED}  # rrdb, esrgan
 SR_COMMON = {"batch_size": 16, "patch_size": 48, "lr_schedule": "cosine", "warmup_steps": 30}
-GAN_FINE_TUNE = {"epochs": 3, "steps_per_epoch": 50, "lr": 0.0001, "warmup_steps": 0, "select_by": "val_ssim"}
+GAN_FINE_TUNE = {"epochs": 2, "steps_per_epoch": 50, "lr": 0.0001, "warmup_steps": 0, "select_by": "val_ssim"}
 SR_MODELS = [
     {"name": "srcnn", "arch": "srcnn", "epochs": 5, "steps_per_epoch": 100, "lr": 0.001},
     {"name": "srresnet", "arch": "srresnet", "options": SRRESNET, "epochs": 4, "steps_per_epoch": 100, "lr": 0.001},
@@ -54,9 +55,11 @@ SR_MODELS = [
 ]
 # The harder profile trains only the route the classification there needs.
 HARDER_SR = ("srresnet",)
-# ResNet-18 at quarter width with the small stem; 12 passes of the training set.
+# ResNet-18 at quarter width with the small stem; 12 passes of the training set. The super-network's
+# SRCNN layers are narrow (16/8 channels, 5-3-3 kernels): at 48 px the published 9-5-5 64/32 layers
+# cost more than the backbone itself on a CPU.
 CLASSIFIER = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 12,
-              "sr_options": {"channels": [32, 16]}}
+              "sr_options": {"channels": [16, 8], "kernels": [5, 3, 3]}}
 SEEDS = [0, 1, 2]
 
 
@@ -100,15 +103,55 @@ def model_times(workdir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_part(part: str, workdir: Path, cores: str) -> dict:
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config(part), sort_keys=False))
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                    str(workdir), "--cores", cores, "--configfile", str(config_path), "--rerun-incomplete"],
-                   check=True)
-    seconds = time.perf_counter() - start
+def _interval(row, metric: str) -> str:
+    return (f"{100 * row[f'{metric}_mean']:.1f} % [{100 * row[f'{metric}_ci_low']:.1f}, "
+            f"{100 * row[f'{metric}_ci_high']:.1f}]")
+
+
+def markdown_summary(part: str, sr: pd.DataFrame, over_seeds: pd.DataFrame, comparisons: pd.DataFrame,
+                     times: pd.DataFrame, seconds: float) -> str:
+    """The study's tables as Markdown (benchmarks/results/gband_study_<part>.md)."""
+    lines = [f"# G-band study, {part} part ({PROFILES[part]['name']}, {CROP_SIZE} px crops)", "",
+             f"Whole workflow run: {seconds / 60:.1f} min.", "", "## Super-resolution (test split)", "",
+             "| method | PSNR (dB) | PSNR inside the chromosome (dB) | SSIM | PSNR vs bicubic (%) | training (s) |",
+             "|---|---|---|---|---|---|"]
+    sr_times = times[times["kind"] == "sr"].set_index("model")["seconds"] if len(times) else pd.Series(dtype=float)
+    for row in sr.itertuples():
+        lines.append(f"| {row.method} | {row.psnr_mean:.2f} | {row.psnr_fg_mean:.2f} | {row.ssim_mean:.4f} | "
+                     f"{row.psnr_gain_pct:+.1f} | {sr_times.get(row.method, float('nan')):.0f} |")
+    lines += ["", "## Classification (test split; mean and 95 % interval over seeds)", "",
+              "| experiment | input | balance | accuracy | cell-decoded accuracy | macro-F1 | X accuracy | "
+              "Y accuracy | training (s, mean per seed) |", "|---|---|---|---|---|---|---|---|---|"]
+    cls_times = (times[times["kind"] == "classifier"].groupby("model")["seconds"].mean() if len(times)
+                 else pd.Series(dtype=float))
+    for _, row in over_seeds.iterrows():
+        decoded = _interval(row, "accuracy_decoded") if "accuracy_decoded_mean" in row else "-"
+        lines.append(f"| {row['experiment']} | {row['input']} | {row['balance']} | {_interval(row, 'accuracy')} | "
+                     f"{decoded} | {row['macro_f1_mean']:.3f} | {_interval(row, 'x_accuracy')} | "
+                     f"{_interval(row, 'y_accuracy')} | {cls_times.get(row['experiment'], float('nan')):.0f} |")
+    lines += ["", "## Comparisons (differences with 95 % bootstrap intervals over test cells and seeds)", "",
+              "| comparison | metric | experiment | baseline | difference | interval | share of gap |",
+              "|---|---|---|---|---|---|---|"]
+    for _, row in comparisons.iterrows():
+        share = row.get("share_of_gap")
+        lines.append(f"| {row['comparison']} | {row['metric']} | {row['experiment']} | {row['baseline']} | "
+                     f"{100 * row['difference']:+.1f} | [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}] | "
+                     + ("" if share is None or pd.isna(share) else f"{share:.0%}") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False) -> dict:
+    if collect_only:  # tables of a finished run; its duration from the results it recorded
+        seconds = json.loads((RESULTS / f"gband_benchmark_{part}.json").read_text())["seconds"]
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_path = workdir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config(part), sort_keys=False))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                        str(workdir), "--cores", cores, "--configfile", str(config_path), "--rerun-incomplete"],
+                       check=True)
+        seconds = time.perf_counter() - start
 
     report, tables = workdir / "results/report", workdir / "results/report/tables"
     summary = workdir / "results/classify/summary"
@@ -126,6 +169,7 @@ def run_part(part: str, workdir: Path, cores: str) -> dict:
     times = model_times(workdir)
     times.to_csv(RESULTS / f"gband_model_times_{part}.csv", index=False)
     shutil.copy(report / "summary.md", RESULTS / f"gband_report_summary_{part}.md")
+    (RESULTS / f"gband_study_{part}.md").write_text(markdown_summary(part, sr, over_seeds, comparisons, times, seconds))
     return {"seconds": round(seconds), "profile": profile,
             "sr": sr.round(4).to_dict(orient="records"),
             "classification": over_seeds.round(4).to_dict(orient="records"),
@@ -138,12 +182,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/karyosr-gband"))
     parser.add_argument("--cores", default="all")
     parser.add_argument("--part", choices=["main", "harder", "both"], default="both")
+    parser.add_argument("--collect-only", action="store_true", help="rewrite the results of finished runs")
     args = parser.parse_args()
     if not GBAND.is_dir():
         sys.exit(f"G-band data not found at {GBAND}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts = ["main", "harder"] if args.part == "both" else [args.part]
-    results = {part: run_part(part, args.workdir / part, args.cores) for part in parts}
+    results = {part: run_part(part, args.workdir / part, args.cores, args.collect_only) for part in parts}
     device = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name() "
                              "if torch.cuda.is_available() else 'cpu')"], capture_output=True, text=True).stdout.strip()
     for part, result in results.items():

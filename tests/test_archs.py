@@ -16,6 +16,7 @@ from karyosr.archs import (
     VGGStyleDiscriminator,
     adapt_rgb_state_dict,
     build_sr,
+    describe,
     final_output,
     load_weights,
     srfbn_loss,
@@ -95,6 +96,76 @@ def test_srcnn_predicts_a_residual_over_bicubic():
     x = torch.rand(1, 1, LR_H, LR_W)
     bicubic = torch.nn.functional.interpolate(x, size=(26, 34), mode="bicubic", align_corners=False)
     assert torch.allclose(model(x), bicubic)
+
+
+def _bicubic(x, scale):
+    return torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def test_srcnn_input_shift_centres_what_the_layers_see():
+    x = torch.rand(1, 1, LR_H, LR_W)
+    model = build_sr("srcnn", 2, **TINY["srcnn"], input_shift=0.5)
+    up = _bicubic(x, 2)
+    assert torch.allclose(model(x), up + model.body(up - 0.5))
+    plain = build_sr("srcnn", 2, **TINY["srcnn"], residual=False)  # SRCNN's mapping: no skip
+    assert torch.allclose(plain(x), plain.body(up))
+
+
+@pytest.mark.parametrize("name", ["srresnet", "esrgan", "srfbn", "unet_sharpen"])
+def test_input_shift_is_a_shift_of_the_input_only(name):
+    # A shifted model equals the unshifted one fed x - shift, apart from the image skip, which
+    # adds the unshifted bicubic image (unet: the input itself).
+    options = {**TINY[name], **({"bicubic_residual": True} if name in ("srresnet", "esrgan") else {})}
+    torch.manual_seed(1)
+    shifted = build_sr(name, 2, **options, input_shift=0.5).eval()
+    torch.manual_seed(1)
+    plain = build_sr(name, 2, **options).eval()
+    x = _input_for(name, 2, n=1)
+    skip = x if name == "unet_sharpen" else _bicubic(x, 2)
+    with torch.no_grad():
+        left = final_output(shifted(x)) - skip
+        right = final_output(plain(x - 0.5)) - (skip - 0.5 if name == "unet_sharpen" else _bicubic(x - 0.5, 2))
+    assert torch.allclose(left, right, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_rrdbnet_bicubic_variant_starts_at_bicubic_with_the_public_layout(scale):
+    variant = RRDBNet(scale, num_feat=8, num_block=2, num_grow_ch=4, bicubic_residual=True, input_shift=0.5)
+    assert set(variant.state_dict()) == _rrdb_keys(2, 1 if scale == 2 else 2)  # public checkpoints still load
+    x = torch.rand(2, 1, LR_H, LR_W)
+    with torch.no_grad():
+        residual = variant(x) - _bicubic(x, scale)
+        published = RRDBNet(scale, num_feat=8, num_block=2, num_grow_ch=4)(x)
+    assert residual.abs().mean() < 0.02  # within ~5 grey levels of bicubic
+    assert (published - _bicubic(x, scale)).abs().mean() > 5 * residual.abs().mean()
+
+
+def test_srresnet_msrresnet_variant_has_no_batch_norm_and_starts_at_bicubic():
+    model = build_sr("srresnet", 4, num_blocks=2, num_features=8, bicubic_residual=True, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in build_sr("srresnet", 4, **TINY["srresnet"]).modules())
+    x = torch.rand(2, 1, LR_H, LR_W)
+    with torch.no_grad():
+        assert torch.allclose(model(x), _bicubic(x, 4))  # zero tail: exactly bicubic at the start
+
+
+def test_unet_sharpen_starts_close_to_its_input():
+    x = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        assert (build_sr("unet_sharpen", 4, base_channels=8, depth=2)(x) - x).abs().mean() < 0.02
+
+
+def test_describe_names_published_networks_and_variants():
+    assert describe(build_sr("srcnn", 4, input_shift=0.5)) == (
+        "SRCNN layers, VDSR-style variant (bicubic residual, same padding; input shifted by 0.5)")
+    assert describe(build_sr("srcnn", 4, residual=False)) == "SRCNN mapping (same padding)"
+    assert describe(build_sr("srresnet", 4, **TINY["srresnet"])) == "SRResNet"
+    assert describe(build_sr("srresnet", 4, **TINY["srresnet"], bicubic_residual=True, batch_norm=False)) == (
+        "SRResNet, MSRResNet-style variant (no BatchNorm, bicubic residual)")
+    assert describe(build_sr("esrgan", 4, **TINY["esrgan"])) == "RRDBNet (ESRGAN generator)"
+    assert describe(build_sr("esrgan", 4, **TINY["esrgan"], bicubic_residual=True, input_shift=0.5)) == (
+        "RRDBNet (ESRGAN generator), variant (bicubic residual, input shifted by 0.5)")
+    assert describe(build_sr("srfbn", 4, **TINY["srfbn"])) == "SRFBN"
 
 
 def _rrdb_keys(num_block, ups):

@@ -185,8 +185,9 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
         log.info("initialised from %s", init_model)
     perceptual = build_perceptual(model_cfg["perceptual"], features_model) if model_cfg["perceptual_weight"] > 0 else None
     task = SRTask(model_cfg, model, train, val, device, perceptual)
-    log.info("%s on %s: %d training and %d validation images, %d parameters", model_cfg["name"], device,
-             len(train.hr), len(val.hr), archs.count_parameters(model))
+    description = archs.describe(model)
+    log.info("%s: %s on %s: %d training and %d validation images, %d parameters", model_cfg["name"], description,
+             device, len(train.hr), len(val.hr), archs.count_parameters(model))
     settings = FitSettings(
         epochs=model_cfg["epochs"], steps_per_epoch=model_cfg["steps_per_epoch"],
         checkpoint_dir=Path(checkpoint_dir), config_slice={"model": model_cfg, "seed": seed},
@@ -195,5 +196,5 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
     )
     result = fit(task, settings)
     save_checkpoint(out_model, {"arch": model_cfg["arch"], "scale": train.scale, "options": model_cfg["options"],
-                                "best_epoch": result.best_epoch, **result.export})
+                                "description": description, "best_epoch": result.best_epoch, **result.export})
     write_history(out_history, result)

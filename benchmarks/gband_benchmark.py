@@ -60,7 +60,7 @@ HARDER_SR = ("srresnet",)
 # cost more than the backbone itself on a CPU.
 CLASSIFIER = {"backbone": "resnet18", "backbone_options": {"width": 0.25}, "epochs": 12,
               "sr_options": {"channels": [16, 8], "kernels": [5, 3, 3]}}
-SEEDS = [0, 1]  # 3 seeds did not fit the 2-core session this study was run in
+SEEDS = [0]  # more seeds did not fit the 2-core session this study was last run in (set [0, 1, 2])
 
 
 def inputs(profile: str, part: str) -> dict[str, str]:

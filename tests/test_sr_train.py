@@ -121,3 +121,16 @@ def test_srcnn_residual_moves_off_zero_with_a_centred_input_and_warm_up(tmp_path
         residual = model(lr) - up
     assert (hidden.amax((0, 2, 3)) > 0).float().mean() > 0.5  # most second-layer units alive
     assert residual.abs().mean() * 255 > 1.0  # grey levels
+
+
+def test_input_shift_auto_is_the_training_images_mean_grey():
+    rods = banded_rods(8, 0)  # dark rods on white
+    options = sr_train.resolve_options({"num_feat": 8, "input_shift": "auto"}, rods.lr)
+    assert options["input_shift"] == pytest.approx(rods.lr.mean() / 255, abs=1e-4) and options["input_shift"] > 0.8
+    assert sr_train.resolve_options({"input_shift": 0.5}, None) == {"input_shift": 0.5}
+    model = sr_train.build_model({"name": "m", "arch": "esrgan", "options": {"num_feat": 8, "num_block": 1,
+                                                                              "num_grow_ch": 4, "input_shift": "auto"}},
+                                 4, rods.lr)
+    assert model.input_shift == options["input_shift"]
+    with pytest.raises(ValueError, match="auto"):
+        archs.build_sr("srcnn", 4, input_shift="auto")  # only train_sr knows the training images

@@ -26,8 +26,22 @@ from karyosr.sr_data import Pairs, PatchSampler, load_pairs, to_images, to_tenso
 log = logging.getLogger(__name__)
 
 
-def build_model(model_cfg: dict, scale: int) -> nn.Module:
-    model = archs.build_sr(model_cfg["arch"], scale, **model_cfg["options"])
+def resolve_options(options: dict, lr_images: np.ndarray | None) -> dict:
+    """An SR model's architecture options with ``input_shift: auto`` replaced by the mean grey
+    level, in [0, 1], of the LR training images (EDSR's MeanShift from the training set): about 0.9
+    for dark chromosomes on white (G-band), under 0.1 for bright ones on black (Q-band). The
+    resolved value is what the model checkpoint stores, so inference builds the same network."""
+    if options.get("input_shift") != "auto":
+        return dict(options)
+    if lr_images is None or not len(lr_images):
+        raise ValueError("input_shift 'auto' needs the training images to measure their mean grey level")
+    peak = 65535.0 if lr_images.dtype == np.uint16 else 255.0
+    return {**options, "input_shift": round(float(lr_images.mean()) / peak, 4)}
+
+
+def build_model(model_cfg: dict, scale: int, lr_images: np.ndarray | None = None) -> nn.Module:
+    """The configured network; ``lr_images`` (the LR training images) resolve ``input_shift: auto``."""
+    model = archs.build_sr(model_cfg["arch"], scale, **resolve_options(model_cfg["options"], lr_images))
     if model_cfg.get("init_from"):
         archs.load_weights(model, model_cfg["init_from"], strict=False)
         log.info("initialised %s from %s", model_cfg["name"], model_cfg["init_from"])
@@ -179,7 +193,8 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
     device = pick_device(model_cfg["device"])
     train = load_pairs(hr_shards, lr_shards, "train")
     val = load_pairs(hr_shards, lr_shards, "val")
-    model = build_model(model_cfg, train.scale)
+    options = resolve_options(model_cfg["options"], train.lr)
+    model = build_model({**model_cfg, "options": options}, train.scale)
     if init_model:
         model.load_state_dict(archs.load_checkpoint(init_model)["state_dict"])
         log.info("initialised from %s", init_model)
@@ -195,6 +210,6 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
         schedule=model_cfg["lr_schedule"], warmup_steps=model_cfg["warmup_steps"],
     )
     result = fit(task, settings)
-    save_checkpoint(out_model, {"arch": model_cfg["arch"], "scale": train.scale, "options": model_cfg["options"],
+    save_checkpoint(out_model, {"arch": model_cfg["arch"], "scale": train.scale, "options": options,
                                 "description": description, "best_epoch": result.best_epoch, **result.export})
     write_history(out_history, result)

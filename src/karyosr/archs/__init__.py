@@ -15,14 +15,15 @@ Registry and helpers:
 Options shared by every architecture:
 
 * ``input_shift``: a grey value subtracted from the input before the first convolution (EDSR's
-  MeanShift with one value); 0 keeps the published input, 0.5 centres [0, 1] images. These crops
+  MeanShift with one value); 0 keeps the published input, 0.5 centres [0, 1] images; in an SR
+  model's config ``auto`` takes the training images' mean (resolved by train_sr). These crops
   are dark chromosomes on white, so the mean input is ~0.85 and every first-layer feature
   carries a large constant that, without a normalisation layer, swamps residual branches at
   their small initial scale. Measured on 48 px G-band x4 crops (1 CPU thread): RRDBNet (bicubic
   variant) gained 1.6 dB over bicubic in 300 steps with the raw input and 3.2 dB with the input
   shifted by 0.5; a BatchNorm-free SRResNet 0.6 vs 2.3 dB in 200 steps; in SRCNN the second
   layer's ReLUs all died within 50 steps unless the input was centred (its residual then stays
-  at zero). Every architecture defaults to 0 (the published input); the recipes set 0.5.
+  at zero). Every architecture defaults to 0 (the published input); the recipes set `auto`.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def build_sr(name: str, scale: int, **kwargs) -> nn.Module:
     cls = ARCHS[name]
     if isinstance(scale, bool) or not isinstance(scale, int):
         raise ValueError(f"{name}: scale must be an int, got {scale!r}")
+    if kwargs.get("input_shift") == "auto":
+        raise ValueError(f"{name}: input_shift 'auto' is resolved from the training images by train_sr "
+                         "(karyosr.sr_train.resolve_options); pass a number here")
     if cls is UNetSharpen:
         if scale < 1:
             raise ValueError(f"{name}: scale must be a positive int, got {scale}")

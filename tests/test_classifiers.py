@@ -28,6 +28,7 @@ TINY = {
     "vgg19": {"width": 0.125, "depth": [1, 1, 1, 1, 1]},
     "xception": {"width": 0.125, "middle_repeats": 1},
     "inception_resnet_v2": {"width": 0.125, "repeats": [1, 1, 1]},
+    "plain_cnn": {"width": 0.125, "convs_per_stage": 1},
 }
 SIZES = [(48, 48), (64, 64), (96, 96), (128, 80), (32, 32)]
 NAMES = sorted(BACKBONES)
@@ -56,7 +57,7 @@ def first_conv(model):
 
 
 def test_registry_names():
-    assert set(BACKBONES) == {"dcnn", "resnet18", "resnet50", "vgg19", "xception", "inception_resnet_v2"}
+    assert set(BACKBONES) == {"dcnn", "resnet18", "resnet50", "vgg19", "xception", "inception_resnet_v2", "plain_cnn"}
     assert BACKBONES["xception"] is Xception and BACKBONES["resnet50"] is ResNet50
 
 
@@ -176,7 +177,7 @@ def test_width_and_depth_change_parameter_count(name):
     deeper = {
         "dcnn": {"depth": 6}, "resnet18": {"depth": [2, 1, 1, 1]}, "resnet50": {"depth": [1, 1, 2, 1]},
         "vgg19": {"depth": [1, 1, 2, 1, 1]}, "xception": {"middle_repeats": 2},
-        "inception_resnet_v2": {"repeats": [1, 2, 1]},
+        "inception_resnet_v2": {"repeats": [1, 2, 1]}, "plain_cnn": {"convs_per_stage": 2},
     }[name]
     shallower = {"dcnn": {"depth": 5}}.get(name)
     if shallower:
@@ -215,6 +216,9 @@ def test_published_parameter_counts():
         "vgg19": 39_009_624,
         "xception": 20_855_552,
         "inception_resnet_v2": 32_281_976,
+        # 3x3 convs 1-16-16-32-32-64-64-128-128, BN scale and shift, 128 -> 24 linear
+        "plain_cnn": 9 * (16 + 16 * 16 + 16 * 32 + 32 * 32 + 32 * 64 + 64 * 64 + 64 * 128 + 128 * 128)
+        + 2 * 2 * (16 + 32 + 64 + 128) + 128 * 24 + 24,
     }
     assert {name: _count_on_meta(name) for name in NAMES} == expected
 
@@ -224,7 +228,7 @@ def test_published_feature_sizes():
         sizes = {name: build_backbone(name).num_features for name in NAMES}
     assert sizes == {
         "dcnn": 512, "resnet18": 512, "resnet50": 2048, "vgg19": 4096, "xception": 2048,
-        "inception_resnet_v2": 1536,
+        "inception_resnet_v2": 1536, "plain_cnn": 128,
     }
 
 

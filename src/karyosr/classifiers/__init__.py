@@ -12,7 +12,8 @@ Contract shared by every backbone (see :class:`~karyosr.classifiers._common.Back
 Registry and helpers:
 
 * ``BACKBONES``: name -> class (``dcnn``, ``resnet18``, ``resnet50``, ``vgg19``, ``xception``,
-  ``inception_resnet_v2``); ``build_backbone(name, num_classes=24, width=1.0, **kwargs)``.
+  ``inception_resnet_v2``, and ``plain_cnn``: the project's small reference network, not a
+  published one); ``build_backbone(name, num_classes=24, width=1.0, **kwargs)``.
 * ``load_weights(model, path, strict=True, skip_classifier=False)``: safe weights-only loading.
 * ``count_parameters(model)``: trainable parameters.
 """
@@ -27,6 +28,7 @@ from karyosr.archs._common import apply_state_dict, count_parameters, read_state
 from karyosr.classifiers._common import Backbone
 from karyosr.classifiers.dcnn import DCNN
 from karyosr.classifiers.inception_resnet_v2 import InceptionResNetV2
+from karyosr.classifiers.plain_cnn import PlainCNN
 from karyosr.classifiers.resnet import ResNet, ResNet18, ResNet50
 from karyosr.classifiers.vgg19 import VGG19
 from karyosr.classifiers.xception import Xception
@@ -40,6 +42,7 @@ BACKBONES: dict[str, type[Backbone]] = {
     "vgg19": VGG19,
     "xception": Xception,
     "inception_resnet_v2": InceptionResNetV2,
+    "plain_cnn": PlainCNN,
 }
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "DCNN",
     "Backbone",
     "InceptionResNetV2",
+    "PlainCNN",
     "ResNet",
     "ResNet18",
     "ResNet50",
@@ -79,7 +83,8 @@ def build_backbone(name: str, num_classes: int = 24, width: float = 1.0, **kwarg
 def load_weights(model: nn.Module, path, strict: bool = True, skip_classifier: bool = False) -> nn.Module:
     """Load a state dict from ``path`` into ``model`` and return the model.
 
-    * Reads with :func:`karyosr.archs._common.load_checkpoint` (``torch.load(..., weights_only=True)``);
+    * Reads a safetensors file as tensors, anything else with
+      :func:`karyosr.archs._common.load_checkpoint` (``torch.load(..., weights_only=True)``);
       a file pickling Python objects is refused with a ValueError naming the file, a missing file
       raises FileNotFoundError.
     * Unwraps ``{"model" | "params_ema" | "params" | "state_dict": ...}`` and a ``module.`` prefix.

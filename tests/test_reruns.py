@@ -418,7 +418,7 @@ def test_killed_training_resumes_from_its_checkpoint(checkout, run_dir, tmp_path
     model = config["sr"]["models"][0]
     model.update(epochs=2, steps_per_epoch=5, checkpoint_every=1)
     path = write_config(workdir, config, "long.yaml")
-    target = f"results/models/{SR_MODEL}/{SR_PROFILE}/model.pt"
+    target = f"results/models/{SR_MODEL}/{SR_PROFILE}/model.safetensors"
 
     process = start_workflow(checkout, workdir, target, "--configfile", str(path))
     try:

@@ -6,15 +6,18 @@ import copy
 import functools
 import hashlib
 import http.server
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import shards, synthetic
+from karyosr import model_file, shards, synthetic
 from workflow_helpers import TINY_CONFIG, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -104,6 +107,37 @@ def test_training_history_and_checkpoints(run_dir):
     assert history["best"].sum() == 1
     assert {"train_pixel", "val_psnr", "val_ssim"} <= set(history.columns)
     assert (run_dir / "results/checkpoints/srresnet/x4_bicubic/last.pt").exists()
+
+
+def test_trained_model_from_the_cli_matches_infer_sr(run_dir, tmp_path):
+    """The workflow's model.safetensors describes itself, and `karyosr enhance` on the test
+    split's LR images (as PNG files) gives the pixels rule infer_sr wrote."""
+    model_path = run_dir / "results/models/srresnet/x4_bicubic/model.safetensors"
+    meta = model_file.read_metadata(model_path)
+    assert meta["kind"] == "sr" and meta["arch"] == "srresnet" and meta["scale"] == 4
+    assert meta["profile"]["name"] == "x4_bicubic" and meta["crop"]["target_size"] == 48
+    assert set(meta["validation"]) == {"val_psnr", "val_ssim"}
+    classifier = model_file.read_metadata(run_dir / "results/classify/models/super_dcnn/seed0/model.safetensors")
+    assert classifier["input"] == "super:srcnn:x4_bicubic" and classifier["input_size"] == [12, 12]
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    expected = {}  # file stem -> infer_sr's output (image ids hold '/' and spaces)
+    for name in shards.shard_names(2):
+        meta_sr, sr_images = shards.read_shard(run_dir / f"results/sr/srresnet/x4_bicubic/shards/{name}.parquet")
+        sr_by_id = dict(zip(meta_sr["image_id"], sr_images))
+        meta_lr, lr_images = shards.read_shard(run_dir / f"results/degrade/x4_bicubic/shards/{name}.parquet")
+        for image_id, split, image in zip(meta_lr["image_id"], meta_lr["split"], lr_images):
+            if split == "test":
+                stem = f"{len(expected):04d}"
+                (folder / f"{stem}.png").write_bytes(cv2.imencode(".png", image)[1].tobytes())
+                expected[stem] = sr_by_id[image_id]
+    result = subprocess.run([sys.executable, "-m", "karyosr.cli", "enhance", str(model_path), str(folder),
+                             "-o", str(tmp_path / "out"), "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "out/lr").glob("*.png"))
+    assert len(written) == len(list(folder.iterdir())) > 0
+    for path in written:
+        np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), expected[path.stem], path.name)
 
 
 def test_report_is_complete(run_dir):

@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr import archs, balance, classifiers, shards
-from karyosr.engine import FitSettings, autocast, fit, pick_device, prepare_module, save_checkpoint, seed_everything, write_history
+from karyosr import archs, balance, classifiers, model_file, shards
+from karyosr.crop_filter import crop_filter_image
+from karyosr.engine import (FitSettings, autocast, config_hash, fit, pick_device, prepare_module, seed_everything,
+                            write_history)
 from karyosr.labels import CLASS_NAMES, N_CLASSES
 from karyosr.sr_data import to_tensor
 from karyosr.sr_infer import load_model
@@ -64,10 +66,10 @@ def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str =
     if kind == "lr":
         out = [upscale(im, int(s), "bicubic") for im, s in zip(lr, meta["scale"])]
     else:
-        model, scale = load_model(model_path)
+        model, sr_meta = load_model(model_path)
         device = pick_device(device_name)
         peak = 65535.0 if lr.dtype == np.uint16 else 255.0
-        out = list(predict_sr(model.to(device), lr, scale, peak, device))
+        out = list(predict_sr(model.to(device), lr, int(sr_meta["scale"]), peak, device))
     shards.write_shard(out_shard, meta.drop(columns=["height", "width", "dtype"]), out)
 
 
@@ -279,7 +281,10 @@ def _scale_of(shard_paths) -> int | None:
 
 
 def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int, out_model, out_history,
-              checkpoint_dir, threads: int = 1) -> None:
+              checkpoint_dir, threads: int = 1, crop: dict | None = None, profile: dict | None = None) -> None:
+    """Train one classifier and write it as a model file (see karyosr.model_file) whose metadata
+    lets :func:`load_classifier` rebuild it and :func:`prepare_input` crop images as its training
+    data was: ``crop`` is the crop_filter slice, ``profile`` the degradation profile of LR inputs."""
     torch.set_num_threads(max(1, threads))
     seed_everything(seed)
     device = pick_device(experiment["device"])
@@ -287,7 +292,8 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
     train = (shards.stack(train_images), train_meta["label"].to_numpy(dtype=np.int64))
     val_x, val_y, _ = load_split(eval_shards, split_manifest, "val")
     weights = balance.class_weights(train[1]) if experiment["balance"] == "class_weight" else None
-    model = build_classifier(experiment, _scale_of(eval_shards))
+    scale = _scale_of(eval_shards)
+    model = build_classifier(experiment, scale)
     log.info("%s (seed %d) on %s: %d training images (%d synthetic), %d validation, %d parameters",
              experiment["name"], seed, device, len(train[1]), int(train_meta["synthetic"].sum()), len(val_y),
              archs.count_parameters(model))
@@ -302,7 +308,16 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
                            lr_decay=experiment["lr_decay"] if plateau else 1.0, lr_patience=experiment["lr_patience"],
                            checkpoint_every=task.steps_per_epoch)
     result = fit(task, settings)
-    save_checkpoint(out_model, {"best_epoch": result.best_epoch, **result.export})
+    description = f"{experiment['backbone']} classifier on {experiment['input']} images"
+    if parse_input(experiment["input"])["kind"] == "super":
+        description += f" (SR layers: {archs.describe(model.sr)})"
+    model_file.save(out_model, result.export["state_dict"], {
+        "kind": "classifier", "name": experiment["name"], "description": description,
+        "backbone": experiment["backbone"], "input": experiment["input"], "scale": scale,
+        "input_size": list(train[0].shape[1:]), "class_names": list(CLASS_NAMES), "tta": bool(experiment["tta"]),
+        "input_channels": 1, **model_file.bit_depth(task.peak), "crop": crop, "profile": profile, "seed": seed,
+        "experiment": {k: v for k, v in experiment.items() if k != "device"},
+        "config_hash": config_hash(settings.config_slice), **model_file.training_summary(result)})
     write_history(out_history, result)
 
 
@@ -312,7 +327,7 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     device = pick_device(experiment["device"])
     images, labels, ids = load_split(eval_shards, split_manifest, "test")
     model = build_classifier({**experiment, "init_from": None}, _scale_of(eval_shards))
-    model.load_state_dict(archs.load_checkpoint(model_path)["state_dict"])
+    archs.apply_state_dict(model, model_file.load(model_path).state_dict, model_path)
     peak = 65535.0 if images.dtype == np.uint16 else 255.0
     probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"], experiment["tta"])
     # The metaphase cell of each image: cell decoding labels a cell's chromosomes jointly, and
@@ -326,3 +341,49 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     shards.write_table(out_features, pd.DataFrame({"image_id": ids, "label": labels,
                                                    "features": list(features.astype(np.float32))}))
     log.info("%s seed %d: test accuracy %.3f", experiment["name"], seed, float((table.label == table.predicted).mean()))
+
+
+# --------------------------------------------------------------------------- models outside the workflow
+
+
+def load_classifier(path) -> tuple[nn.Module, dict]:
+    """A trained classifier (or super-network) rebuilt from its model file's metadata, in eval
+    mode, and that metadata. ValueError naming the file for a file without it (a ``model.pt``
+    from before model files carried metadata: the workflow's config knew its architecture)."""
+    loaded = model_file.load(path)
+    meta = model_file.require_kind(loaded, "classifier")
+    if "experiment" not in meta:
+        raise ValueError(f"{path}: a classifier file without its architecture (written before model files carried "
+                         "metadata); rerun rule train_classifier to get a model.safetensors")
+    model = build_classifier({**meta["experiment"], "init_from": None}, meta["scale"])
+    archs.apply_state_dict(model, loaded.state_dict, path)
+    return model.eval(), meta
+
+
+def input_crop(meta: dict) -> dict:
+    """The crop_filter settings for the images a classifier is given outside the workflow.
+
+    ``hr`` and ``sr:`` classifiers take HR-size images (for ``sr:`` ones, images super-resolved
+    by that SR model), cropped as the training crops were. ``lr:`` and ``super:`` classifiers take
+    LR images: the workflow cropped the HR image and degraded the crop by ``scale``, so an LR
+    image is cropped to ``target_size / scale`` with the margin and the foreground minimum scaled
+    to LR pixels (the detail minimum stays: LR pixels only carry more detail each)."""
+    if not meta.get("crop"):
+        raise ValueError(f"model {meta.get('name')!r}: its metadata has no crop settings (trained without them)")
+    crop = dict(meta["crop"])
+    if parse_input(meta["input"])["kind"] in ("lr", "super"):
+        scale = int(meta["scale"])
+        crop["target_size"] //= scale
+        crop["margin"] = round(crop["margin"] / scale)
+        crop["min_foreground_px"] = max(1, math.ceil(crop["min_foreground_px"] / scale**2))
+    return crop
+
+
+def prepare_input(image: np.ndarray, meta: dict) -> np.ndarray:
+    """One image as the classifier of ``meta`` saw its training images: cropped with
+    :func:`input_crop` (raises ImageRejected with the reason, as crop_filter does) and, for an
+    ``lr:`` classifier, upscaled with bicubic interpolation as :func:`prepare_shard` does."""
+    crop, _ = crop_filter_image(image, input_crop(meta))
+    if parse_input(meta["input"])["kind"] == "lr":
+        crop = upscale(crop, int(meta["scale"]), "bicubic")
+    return crop

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from karyosr import archs, shards
-from karyosr.engine import FitSettings, autocast, fit, pick_device, prepare_module, save_checkpoint, seed_everything
-from karyosr.labels import N_CLASSES
+from karyosr import archs, model_file, shards
+from karyosr.engine import FitSettings, autocast, config_hash, fit, pick_device, prepare_module, seed_everything
+from karyosr.labels import CLASS_NAMES, N_CLASSES
 from karyosr.sr_data import to_tensor
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,12 @@ class FeatureTask:
         return {"val_accuracy": correct / max(len(self.val_x), 1)}
 
     def export(self) -> dict:
-        return {"channels": list(self.cfg["channels"]), "num_classes": N_CLASSES,
-                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
+        return {"state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
 
 
-def run(hr_shards, split_manifest, cfg: dict, seed: int, out_model, checkpoint_dir, threads: int = 1) -> None:
+def run(hr_shards, split_manifest, cfg: dict, seed: int, out_model, checkpoint_dir, threads: int = 1,
+        crop: dict | None = None) -> None:
+    """Train the feature network and write it as a model file (see karyosr.model_file)."""
     torch.set_num_threads(max(1, threads))
     seed_everything(seed)
     device = pick_device(cfg["device"])
@@ -91,4 +92,8 @@ def run(hr_shards, split_manifest, cfg: dict, seed: int, out_model, checkpoint_d
     result = fit(task, settings)
     log.info("feature network: best validation accuracy %.3f at epoch %d",
              result.history["val_accuracy"].max(), result.best_epoch)
-    save_checkpoint(out_model, result.export)
+    model_file.save(out_model, result.export["state_dict"], {
+        "kind": "features", "name": "features", "description": "SmallFeatureCNN, a chromosome classifier on HR crops",
+        "channels": list(cfg["channels"]), "num_classes": N_CLASSES, "class_names": list(CLASS_NAMES),
+        "input_channels": 1, **model_file.bit_depth(task.peak), "crop": crop, "training": cfg,
+        "config_hash": config_hash(settings.config_slice), **model_file.training_summary(result)})

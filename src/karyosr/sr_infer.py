@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import torch
 
-from karyosr import archs, shards
+from karyosr import archs, model_file, shards
 from karyosr.engine import pick_device
 from karyosr.sr_train import predict
 from karyosr.upscale import SR_COLUMNS, select_split
@@ -16,11 +16,14 @@ from karyosr.upscale import SR_COLUMNS, select_split
 log = logging.getLogger(__name__)
 
 
-def load_model(path) -> tuple[torch.nn.Module, int]:
-    payload = archs.load_checkpoint(path)
-    model = archs.build_sr(payload["arch"], int(payload["scale"]), **payload["options"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), int(payload["scale"])
+def load_model(path) -> tuple[torch.nn.Module, dict]:
+    """A trained SR model (``model.safetensors``, or a ``.pt`` file of an earlier version) rebuilt
+    from its metadata, in eval mode, and that metadata (``scale``, ``arch``, ``options``, ...)."""
+    loaded = model_file.load(path)
+    meta = model_file.require_kind(loaded, "sr")
+    model = archs.build_sr(meta["arch"], int(meta["scale"]), **meta["options"])
+    archs.apply_state_dict(model, loaded.state_dict, path)
+    return model.eval(), meta
 
 
 def predict_tiled(model, lr_images: np.ndarray, scale: int, peak: float, device, tile: int, overlap: int = 4,
@@ -45,8 +48,8 @@ def predict_tiled(model, lr_images: np.ndarray, scale: int, peak: float, device,
 def run(lr_shard, model_path, method: str, infer_cfg: dict, out_shard, threads: int = 1) -> None:
     torch.set_num_threads(max(1, threads))
     device = pick_device(infer_cfg["device"])
-    model, scale = load_model(model_path)
-    model = model.to(device)
+    model, meta = load_model(model_path)
+    model, scale = model.to(device), int(meta["scale"])
     meta, images = select_split(*shards.read_shard(lr_shard), "test")
     if images:
         lr = shards.stack(images)

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr import archs, metrics
-from karyosr.engine import (EMA, FitSettings, autocast, fit, pick_device, prepare_module, save_checkpoint,
+from karyosr import archs, metrics, model_file
+from karyosr.engine import (EMA, FitSettings, autocast, config_hash, fit, pick_device, prepare_module,
                             seed_everything, write_history)
 from karyosr.losses import PIXEL_LOSSES, PerceptualLoss, discriminator_loss, generator_adversarial_loss
 from karyosr.sr_data import Pairs, PatchSampler, load_pairs, to_images, to_tensor
@@ -62,9 +62,10 @@ def build_perceptual(perceptual_cfg: dict, features_model: str | None) -> Percep
         return PerceptualLoss(archs.VGG19Features(perceptual_cfg["weights"], layer=perceptual_cfg["layer"]))
     if not features_model:
         raise ValueError("perceptual.network pipeline_features needs the trained feature network")
-    payload = archs.load_checkpoint(features_model)
-    net = archs.SmallFeatureCNN(channels=tuple(payload["channels"]), num_classes=payload["num_classes"])
-    net.load_state_dict(payload["state_dict"])
+    loaded = model_file.load(features_model)
+    meta = model_file.require_kind(loaded, "features")
+    net = archs.SmallFeatureCNN(channels=tuple(meta["channels"]), num_classes=meta["num_classes"])
+    archs.apply_state_dict(net, loaded.state_dict, features_model)
     return PerceptualLoss(_Features(net))
 
 
@@ -187,7 +188,10 @@ def predict(model: nn.Module, lr_images: np.ndarray, scale: int, peak: float, de
 
 
 def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history, checkpoint_dir,
-        features_model=None, init_model=None, threads: int = 1) -> None:
+        features_model=None, init_model=None, threads: int = 1, profile: dict | None = None,
+        crop: dict | None = None) -> None:
+    """Train one SR model and write it as a model file (see karyosr.model_file) whose metadata
+    also records the degradation ``profile`` and the crop_filter settings ``crop`` of its data."""
     torch.set_num_threads(max(1, threads))
     seed_everything(seed)
     device = pick_device(model_cfg["device"])
@@ -196,7 +200,7 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
     options = resolve_options(model_cfg["options"], train.lr)
     model = build_model({**model_cfg, "options": options}, train.scale)
     if init_model:
-        model.load_state_dict(archs.load_checkpoint(init_model)["state_dict"])
+        archs.apply_state_dict(model, model_file.load(init_model).state_dict, init_model)
         log.info("initialised from %s", init_model)
     perceptual = build_perceptual(model_cfg["perceptual"], features_model) if model_cfg["perceptual_weight"] > 0 else None
     task = SRTask(model_cfg, model, train, val, device, perceptual)
@@ -210,6 +214,9 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
         schedule=model_cfg["lr_schedule"], warmup_steps=model_cfg["warmup_steps"],
     )
     result = fit(task, settings)
-    save_checkpoint(out_model, {"arch": model_cfg["arch"], "scale": train.scale, "options": options,
-                                "description": description, "best_epoch": result.best_epoch, **result.export})
+    model_file.save(out_model, result.export["state_dict"], {
+        "kind": "sr", "name": model_cfg["name"], "arch": model_cfg["arch"], "scale": train.scale, "options": options,
+        "description": description, "input_channels": 1, **model_file.bit_depth(train.peak),
+        "profile": profile, "crop": crop, "training": model_cfg, "config_hash": config_hash(settings.config_slice),
+        **model_file.training_summary(result)})
     write_history(out_history, result)

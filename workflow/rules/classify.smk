@@ -47,13 +47,16 @@ rule train_classifier:
         eval=lambda wc: classifier_eval_shards(EXPERIMENTS[wc.experiment]["input"]),
         split="results/split/manifest.parquet",
     output:
-        model="results/classify/models/{experiment}/seed{seed}/model.pt",
+        model="results/classify/models/{experiment}/seed{seed}/model.safetensors",
         history="results/classify/models/{experiment}/seed{seed}/history.parquet",
     wildcard_constraints:
         seed=r"\d+",
     params:
         experiment=lambda wc: experiment_settings(wc.experiment),
         checkpoint_dir=lambda wc: f"results/checkpoints/classify/{wc.experiment}/seed{wc.seed}",
+        # Recorded in the model file's metadata: how images are cropped (and degraded) for it.
+        crop=config["crop_filter"],
+        profile=lambda wc: experiment_profile(wc.experiment),
     threads: 2
     resources:
         gpu=1,
@@ -72,7 +75,7 @@ rule train_classifier:
 
 rule predict:
     input:
-        model="results/classify/models/{experiment}/seed{seed}/model.pt",
+        model="results/classify/models/{experiment}/seed{seed}/model.safetensors",
         eval=lambda wc: classifier_eval_shards(EXPERIMENTS[wc.experiment]["input"]),
         split="results/split/manifest.parquet",
     output:

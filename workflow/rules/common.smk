@@ -98,10 +98,10 @@ def train_sr_inputs(wildcards):
         "lr": shard_paths(f"degrade/{wildcards.profile}"),
     }
     if uses_pipeline_features(wildcards.model):
-        inputs["features"] = "results/models/features/model.pt"
+        inputs["features"] = "results/models/features/model.safetensors"
     source = SR_MODELS[wildcards.model]["init_from_model"]
     if source:
-        inputs["init_model"] = f"results/models/{source}/{wildcards.profile}/model.pt"
+        inputs["init_model"] = f"results/models/{source}/{wildcards.profile}/model.safetensors"
     return inputs
 
 
@@ -121,12 +121,18 @@ def classifier_input_sources(wildcards):
     parts = wildcards.input.split("-")
     inputs = {"lr": f"results/degrade/{parts[-1]}/shards/{wildcards.shard}.parquet"}
     if parts[0] == "sr":
-        inputs["model"] = f"results/models/{parts[1]}/{parts[2]}/model.pt"
+        inputs["model"] = f"results/models/{parts[1]}/{parts[2]}/model.safetensors"
     return inputs
 
 
 def experiment_settings(name):
     return {**EXPERIMENTS[name], **CLASSIFY_SETTINGS}
+
+
+def experiment_profile(name):
+    """The degradation profile an experiment's input comes from; None for hr inputs."""
+    key = EXPERIMENTS[name]["input"]
+    return None if key == "hr" else PROFILES[key.split(":")[-1]]
 
 
 def balanced_set(name):

@@ -7,11 +7,12 @@ rule train_features:
         hr=shard_paths("crop_filter"),
         split="results/split/manifest.parquet",
     output:
-        "results/models/features/model.pt",
+        "results/models/features/model.safetensors",
     params:
         features={**config["sr"]["features"], "device": config["sr"]["device"]},
         seed=config["seed"],
         checkpoint_dir="results/checkpoints/features",
+        crop=config["crop_filter"],
     threads: 2
     resources:
         gpu=1,
@@ -32,7 +33,7 @@ rule train_sr:
     input:
         unpack(train_sr_inputs),
     output:
-        model="results/models/{model}/{profile}/model.pt",
+        model="results/models/{model}/{profile}/model.safetensors",
         history=report(
             "results/models/{model}/{profile}/history.parquet",
             caption="../report/history.rst",
@@ -44,6 +45,9 @@ rule train_sr:
     params:
         model=lambda wc: sr_model_settings(config, wc.model),
         seed=config["seed"],
+        # Recorded in the model file's metadata: what the model was trained on.
+        profile=lambda wc: PROFILES[wc.profile],
+        crop=config["crop_filter"],
         # Not an output: a rerun after a kill resumes from it, and Snakemake must not delete it.
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}/{wc.profile}",
     threads: 2
@@ -65,7 +69,7 @@ rule train_sr:
 rule infer_sr:
     input:
         lr="results/degrade/{profile}/shards/{shard}.parquet",
-        model="results/models/{model}/{profile}/model.pt",
+        model="results/models/{model}/{profile}/model.safetensors",
     output:
         "results/sr/{model}/{profile}/shards/{shard}.parquet",
     wildcard_constraints:

@@ -11,4 +11,6 @@ classify.run_train(
     out_history=snakemake.output.history,
     checkpoint_dir=snakemake.params.checkpoint_dir,
     threads=snakemake.threads,
+    crop=snakemake.params.crop,
+    profile=snakemake.params.profile,
 )

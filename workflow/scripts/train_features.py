@@ -9,4 +9,5 @@ features.run(
     out_model=snakemake.output[0],
     checkpoint_dir=snakemake.params.checkpoint_dir,
     threads=snakemake.threads,
+    crop=snakemake.params.crop,
 )

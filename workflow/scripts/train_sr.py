@@ -12,4 +12,6 @@ sr_train.run(
     features_model=snakemake.input.get("features"),
     init_model=snakemake.input.get("init_model"),
     threads=snakemake.threads,
+    profile=snakemake.params.profile,
+    crop=snakemake.params.crop,
 )

@@ -8,7 +8,7 @@ Registry and helpers:
   ``unet_sharpen`` (``input_upsampled = True``) maps an already upsampled image to the same size.
 * ``describe(model)``: the architecture's name and, for a variant, what differs from the
   published network (logged by train_sr and stored with the model).
-* ``load_weights(model, path)``: safe loading (``weights_only=True``) of plain or wrapped
+* ``load_weights(model, path)``: safe loading (safetensors, or torch files with ``weights_only=True``) of plain or wrapped
   (``params_ema`` / ``params`` / ``state_dict``) state dicts; 3-channel RRDBNet (ESRGAN /
   Real-ESRGAN x4) checkpoints are reduced to 1 channel automatically.
 
@@ -70,6 +70,7 @@ __all__ = [
     "VGG19_LAYERS",
     "VGGStyleDiscriminator",
     "adapt_rgb_state_dict",
+    "apply_state_dict",
     "build_sr",
     "count_parameters",
     "describe",
@@ -153,8 +154,9 @@ def final_output(output):
 def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
     """Load a state dict from ``path`` into ``model`` and return the model.
 
-    * Reads with ``torch.load(path, map_location="cpu", weights_only=True)``; a file carrying
-      pickled Python objects is refused with a ValueError naming the file.
+    * Reads a safetensors file (e.g. a trained ``model.safetensors``) as tensors, anything else with
+      ``torch.load(path, map_location="cpu", weights_only=True)``; a file carrying pickled Python
+      objects is refused with a ValueError naming the file.
     * Unwraps ``{"params_ema": ...}`` (preferred) / ``{"params": ...}`` / ``{"state_dict": ...}``
       and a ``module.`` prefix.
     * For a 1-channel :class:`RRDBNet`, a 3-channel checkpoint is reduced with

@@ -89,9 +89,8 @@ def unwrap_state_dict(state_dict: Mapping) -> Mapping:
     return state_dict
 
 
-def read_state_dict(path) -> dict:
-    """A weights file's tensors, loaded safely and unwrapped; ValueError naming the file otherwise."""
-    payload = load_checkpoint(path)
+def state_dict_of(payload, path) -> dict:
+    """The tensors of a loaded checkpoint payload, unwrapped; ValueError naming the file otherwise."""
     if not isinstance(payload, Mapping):
         raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(payload).__name__}")
     state = dict(unwrap_state_dict(payload))
@@ -99,6 +98,14 @@ def read_state_dict(path) -> dict:
     if not_tensors:
         raise ValueError(f"{path}: not a state dict; entries that are not tensors: {few(map(str, not_tensors))}")
     return state
+
+
+def read_state_dict(path) -> dict:
+    """A weights file's tensors, loaded safely and unwrapped: a safetensors file (a karyosr
+    ``model.safetensors`` or any other) or a torch file through :func:`load_checkpoint`."""
+    from karyosr import model_file  # which builds on this module
+
+    return model_file.load(path).state_dict
 
 
 def apply_state_dict(model: nn.Module, state: Mapping, path, strict: bool = True, shape_hint: str = "",

@@ -1,0 +1,404 @@
+"""The ``karyosr`` command line: trained models applied to image files outside the workflow.
+
+    karyosr enhance MODEL IMAGE_OR_FOLDER... -o OUT      super-resolve images with an SR model
+    karyosr classify MODEL IMAGE_OR_FOLDER... [-o CSV]   classify single-chromosome images
+    karyosr info MODEL                                   what a model file says about its model
+
+argparse, because three subcommands with a handful of options need no third-party CLI library
+(one dependency fewer in every environment that installs karyosr).
+
+Models are ``model.safetensors`` files written by the workflow (see karyosr.model_file); SR
+models written as ``model.pt`` by earlier versions load too. Inference is the workflow's own
+(``sr_infer.predict_tiled`` and ``classify.infer``), so an image gets the same output here as in
+the workflow. torch is imported only by the commands that run a model, so ``--help`` and ``info``
+on a safetensors file start quickly.
+
+Exit status: 0 when every file was processed, 1 when some were skipped (each named on stderr with
+the reason), 2 for a usage error or a model file that cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+# JPEG is lossy: an enhanced JPEG is written as PNG, which keeps every output pixel.
+OUTPUT_SUFFIX = {".jpg": ".png", ".jpeg": ".png"}
+DEFAULT_MAX_PIXELS = 50_000_000  # ingest.max_pixels' default: larger files are refused undecoded
+
+
+class UsageError(Exception):
+    """A problem with the command's arguments or model: reported on stderr, exit status 2."""
+
+
+@dataclass
+class Item:
+    path: Path  # the input file
+    name: Path  # its name under the output folder (the folder's own name first for folder inputs)
+
+
+@dataclass
+class Failures:
+    entries: list = field(default_factory=list)  # (path, reason)
+
+    def add(self, path, reason: str) -> None:
+        self.entries.append((str(path), reason))
+
+    def report(self, command: str) -> int:
+        for path, reason in self.entries:
+            print(f"karyosr {command}: skipped {path}: {reason}", file=sys.stderr)
+        return 1 if self.entries else 0
+
+
+class Progress:
+    """``done/total`` on stderr: one line redrawn on a terminal, a line per file in a log."""
+
+    def __init__(self, label: str, total: int, quiet: bool):
+        self.label, self.total, self.quiet = label, total, quiet
+        self.terminal = sys.stderr.isatty()
+        self.done = 0
+
+    def advance(self, path: Path) -> None:
+        self.done += 1
+        if self.quiet:
+            return
+        if self.terminal:
+            width = 30
+            filled = round(width * self.done / max(self.total, 1))
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} ")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(f"{self.label} {self.done}/{self.total} {path}\n")
+        sys.stderr.flush()
+
+
+def collect(inputs: list[str], failures: Failures) -> list[Item]:
+    """The image files named by ``inputs``: files as given, folders searched recursively for
+    PNG, TIFF, BMP and JPEG files (hidden files skipped). Missing paths are failures."""
+    items = []
+    for argument in inputs:
+        path = Path(argument)
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            if not files:
+                failures.add(path, f"folder holds no {', '.join(IMAGE_SUFFIXES)} files")
+            name = path.resolve().name
+            items += [Item(f, Path(name) / f.relative_to(path)) for f in files]
+        elif path.is_file():
+            items.append(Item(path, Path(path.name)))
+        else:
+            failures.add(path, "no such file or folder")
+    return items
+
+
+def read_image(path: Path, max_pixels: int):
+    """A file decoded to a 2-D uint8 / uint16 array as ingest decodes it (colour -> luminance);
+    raises ValueError (ImageRejected) or OSError with the reason."""
+    from karyosr.images import decode_grayscale
+
+    image, _ = decode_grayscale(path.read_bytes(), max_pixels)
+    return image
+
+
+def peak_of(image) -> float:
+    return 65535.0 if image.dtype.itemsize == 2 else 255.0
+
+
+def chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load(loader, path: str):
+    try:
+        return loader(path)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot use model {path}: {exc}") from exc
+
+
+def _check_model(path: str, kind: str) -> None:
+    """Refuse a missing model or one of another kind before torch is imported (seconds)."""
+    from karyosr import model_file
+
+    metadata = _load(model_file.read_metadata, path)
+    _load(lambda p: model_file.require_kind(model_file.ModelFile(Path(p), {}, metadata), kind), path)
+
+
+def _setup_torch(args):
+    import torch
+
+    from karyosr.engine import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return pick_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------- enhance
+
+
+def output_paths(items: list[Item], out_dir: Path, failures: Failures) -> list[tuple[Item, Path]]:
+    """Where each input's result goes; an output that would replace an input file or another
+    input's output is a failure, so no input is ever overwritten."""
+    inputs = {item.path.resolve() for item in items}
+    planned, taken = [], {}
+    for item in items:
+        target = out_dir / item.name
+        target = target.with_suffix(OUTPUT_SUFFIX.get(target.suffix.lower(), target.suffix))
+        resolved = target.resolve()
+        if resolved in inputs:
+            failures.add(item.path, f"its output {target} would overwrite an input file; choose another -o folder")
+        elif resolved in taken:
+            failures.add(item.path, f"its output {target} is already the output of {taken[resolved]}")
+        else:
+            taken[resolved] = item.path
+            planned.append((item, target))
+    return planned
+
+
+def cmd_enhance(args) -> int:
+    _check_model(args.model, "sr")
+    import cv2
+    import numpy as np
+
+    from karyosr import atomic, sr_infer
+
+    model, meta = _load(sr_infer.load_model, args.model)
+    device = _setup_torch(args)
+    model = model.to(device)
+    scale = int(meta["scale"])
+    failures = Failures()
+    items = collect(args.inputs, failures)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir}: exists and is not a folder")
+    planned = output_paths(items, out_dir, failures)
+    progress = Progress("enhance", len(planned), args.quiet)
+    written = 0
+    for chunk in chunks(planned, args.batch_size):
+        groups: dict[tuple, list] = {}
+        for item, target in chunk:
+            try:
+                image = read_image(item.path, args.max_pixels)
+            except (OSError, ValueError) as exc:
+                failures.add(item.path, str(exc))
+                progress.advance(item.path)
+                continue
+            groups.setdefault((image.shape, image.dtype.str), []).append((item, target, image))
+        for members in groups.values():
+            lr = np.stack([image for _, _, image in members])
+            sr = sr_infer.predict_tiled(model, lr, scale, peak_of(lr), device, args.tile, args.overlap,
+                                        batch_size=args.batch_size, bf16=not args.fp32)
+            for (item, target, _), out in zip(members, sr):
+                ok, encoded = cv2.imencode(target.suffix, out)
+                if not ok:
+                    failures.add(item.path, f"cannot encode the output as {target.suffix}")
+                else:
+                    atomic.write_bytes(target, encoded.tobytes())
+                    written += 1
+                progress.advance(item.path)
+    if not args.quiet:
+        print(f"karyosr enhance: {written} image(s) enhanced x{scale} into {out_dir}", file=sys.stderr)
+    return failures.report("enhance")
+
+
+# --------------------------------------------------------------------------- classify
+
+
+def cmd_classify(args) -> int:
+    _check_model(args.model, "classifier")
+    import numpy as np
+    import pandas as pd
+
+    from karyosr import atomic, classify, karyotype
+
+    model, meta = _load(classify.load_classifier, args.model)
+    _load(lambda _: classify.input_crop(meta), args.model)
+    device = _setup_torch(args)
+    model = model.to(device)
+    names = list(meta["class_names"])
+    failures = Failures()
+    items = collect(args.inputs, failures)
+    if args.output and Path(args.output).resolve() in {item.path.resolve() for item in items}:
+        raise UsageError(f"-o {args.output}: is one of the input files")
+    progress = Progress("classify", len(items), args.quiet)
+    done, probabilities = [], []
+    for chunk in chunks(items, args.batch_size):
+        groups: dict[str, list] = {}
+        for item in chunk:
+            try:
+                image = classify.prepare_input(read_image(item.path, args.max_pixels), meta)
+            except (OSError, ValueError) as exc:
+                failures.add(item.path, str(exc))
+                progress.advance(item.path)
+                continue
+            groups.setdefault(image.dtype.str, []).append((item, image))
+        for members in groups.values():
+            stack = np.stack([image for _, image in members])
+            p, _ = classify.infer(model, stack, peak_of(stack), device, bf16=not args.fp32, tta=bool(meta["tta"]),
+                                  batch_size=args.batch_size)
+            for (item, _), row in zip(members, p):
+                done.append(item)
+                probabilities.append(row)
+                progress.advance(item.path)
+    probabilities = np.array(probabilities).reshape(len(done), len(names))
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :3]
+    table = pd.DataFrame({"file": [str(item.path) for item in done]})
+    for rank, column in enumerate(("predicted", "second", "third")):
+        table[column] = [names[k] for k in top[:, rank]] if len(done) else []
+        table[f"{column}_probability"] = probabilities[np.arange(len(done)), top[:, rank]].round(6) if len(done) else []
+    cells = None
+    if args.cell_decode and len(done):
+        table["cell"] = [str(item.path.parent) for item in done]
+        decoded, cells = karyotype.decode(pd.DataFrame({
+            "experiment": meta["name"], "seed": 0, "cell": table["cell"], "predicted": top[:, 0],
+            "probabilities": list(probabilities)}), args.flag_confidence)
+        table["decoded"] = [names[k] for k in decoded["predicted_decoded"]]
+        cells = cells.drop(columns=["experiment", "seed"])
+    text = table.to_csv(index=False)
+    if args.output:
+        atomic.write_text(args.output, text)
+        if cells is not None:
+            out = Path(args.output)
+            atomic.write_text(out.with_name(out.stem + "_cells.csv"), cells.to_csv(index=False))
+    else:
+        sys.stdout.write(text)
+    if cells is not None and not args.quiet:
+        for cell in cells.itertuples():
+            flag = f"; flagged: {cell.reason}" if cell.flagged else ""
+            print(f"karyosr classify: cell {cell.cell}: {cell.chromosomes} chromosomes, {cell.sex}, "
+                  f"{cell.relabelled} relabelled by decoding{flag}", file=sys.stderr)
+    return failures.report("classify")
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _value(value) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+
+
+def cmd_info(args) -> int:
+    from karyosr import model_file
+
+    meta = _load(model_file.read_metadata, args.model)
+    if not meta:
+        raise UsageError(f"{args.model}: no karyosr metadata (a bare weights file, not a model the workflow wrote)")
+    if args.json:
+        print(json.dumps(meta, indent=2, sort_keys=True))
+        return 0
+    first = ("kind", "name", "description", "arch", "backbone", "input", "scale", "input_size", "bit_depth",
+             "best_epoch", "validation", "profile", "crop", "karyosr_version", "config_hash")
+    keys = [k for k in first if k in meta] + sorted(k for k in meta if k not in first)
+    width = max(map(len, keys))
+    for key in keys:
+        print(f"{key:<{width}}  {_value(meta[key])}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _run_options(parser: argparse.ArgumentParser, batch: int) -> None:
+    parser.add_argument("--device", default="auto", help="'auto' (a CUDA GPU when visible, else the CPU), 'cpu', "
+                        "'cuda' or 'cuda:N' (default: auto)")
+    parser.add_argument("--batch-size", type=_positive, default=batch,
+                        help=f"images decoded and run together (default: {batch})")
+    parser.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--fp32", action="store_true", help="on CUDA, run in float32 instead of bf16 autocast")
+    parser.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse larger images without decoding them (default: {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from karyosr import __version__
+
+    parser = argparse.ArgumentParser(prog="karyosr", description="Apply trained karyosr models to image files.",
+                                     epilog="Run 'karyosr COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"karyosr {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enhance = commands.add_parser(
+        "enhance", help="super-resolve images with an SR model",
+        description="Super-resolve image files (PNG, TIFF, BMP, JPEG; 8 or 16 bit, colour is reduced to grey) "
+                    "with an SR model. Each output keeps its input's name and bit depth (JPEG inputs are written "
+                    "as PNG); a folder's files go to OUT/<folder name>/, keeping sub-folders. Inputs are never "
+                    "overwritten. Unreadable files are skipped and named with the reason (exit status 1).")
+    enhance.add_argument("model", help="model.safetensors of an SR model (or an SR model.pt)")
+    enhance.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    enhance.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
+    enhance.add_argument("--tile", type=_non_negative, default=256,
+                         help="images larger than this many LR pixels a side are run in tiles (0: whole images; "
+                              "default: 256)")
+    enhance.add_argument("--overlap", type=_non_negative, default=16,
+                         help="LR pixels of context around each tile whose output is discarded, so tiles join "
+                              "without seams (default: 16)")
+    _run_options(enhance, batch=16)
+    enhance.set_defaults(handler=cmd_enhance)
+
+    classify = commands.add_parser(
+        "classify", help="classify single-chromosome images",
+        description="Classify single-chromosome images with a classifier (or super-network) model. Each image is "
+                    "cropped as the model's training images were (the image adaptive crop, with the polarity, "
+                    "threshold and size in the model's metadata); images the crop's quality filters reject are "
+                    "skipped with the reason. Classifiers of hr: and sr: inputs take HR images (for sr:, images "
+                    "enhanced by that SR model), those of lr: and super: inputs take LR images. Writes a CSV table: "
+                    "file, predicted class and the top 3 classes with their probabilities.")
+    classify.add_argument("model", help="model.safetensors of a classifier")
+    classify.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    classify.add_argument("-o", "--output", metavar="CSV", help="write the table here (default: stdout)")
+    classify.add_argument("--cell-decode", action="store_true",
+                          help="the images of each folder are the chromosomes of one metaphase cell: label them "
+                               "jointly as a normal karyotype (column 'decoded'), flag cells that may be "
+                               "abnormal (printed, and written to <CSV stem>_cells.csv with -o)")
+    classify.add_argument("--flag-confidence", type=float, default=0.9,
+                          help="with --cell-decode, a prediction at or above this probability counts as confident "
+                               "when flagging cells (classify.flag_confidence; default: 0.9)")
+    _run_options(classify, batch=64)
+    classify.set_defaults(handler=cmd_classify)
+
+    info = commands.add_parser("info", help="print a model file's metadata",
+                               description="Print what a model file says about its model: architecture, scale, "
+                                           "classes, crop settings, training data, validation metrics.")
+    info.add_argument("model", help="a model.safetensors (or model.pt) file")
+    info.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"karyosr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

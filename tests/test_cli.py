@@ -1,0 +1,351 @@
+"""Model files and the ``karyosr`` command line.
+
+Tiny models are trained for a few steps by the workflow's own training functions (so the model
+files are the ones the rules write), then used through the console script in subprocesses on
+image files written here: 8- and 16-bit PNG / TIFF, BMP, JPEG, a corrupt file, a missing model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from karyosr import archs, classify, config, features, model_file, shards, sr_infer, sr_train
+from karyosr.labels import CLASS_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE, SCALE = 32, 2
+PROFILE = {"name": "x2_test", "scale": SCALE, "kernel": "area"}
+
+
+def run_cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "karyosr.cli", *map(str, args)], capture_output=True, text=True,
+                            env=env, timeout=120)
+    if check_rc is not None:
+        assert result.returncode == check_rc, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def banded_rod(label: int, rng, size: int = SIZE, dtype=np.uint8) -> np.ndarray:
+    """A dark rod on white whose band spacing and length depend on the class."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    angle = rng.uniform(-0.3, 0.3)
+    u = (yy - size / 2) * np.cos(angle) + (xx - size / 2) * np.sin(angle)
+    v = -(yy - size / 2) * np.sin(angle) + (xx - size / 2) * np.cos(angle)
+    inside = (np.abs(u) < size * (0.2 + 0.05 * label)) & (np.abs(v) < 3)
+    bands = 0.5 + 0.5 * np.sin(u * (0.6 + 0.5 * label))
+    image = np.where(inside, 60 + 120 * bands, 235).astype(np.float32)
+    image = cv2.GaussianBlur(image, (0, 0), 0.7) + rng.normal(0, 2, image.shape)
+    scale = 257 if dtype == np.uint16 else 1
+    return np.clip(np.rint(image * scale), 0, np.iinfo(dtype).max).astype(dtype)
+
+
+def validated(**sections) -> dict:
+    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    return config.validate({**base, **sections})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Model files of every kind, written by the training functions the rules call."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("models")
+    rng = np.random.default_rng(0)
+    n = 36
+    labels = np.arange(n) % 4
+    hr = [banded_rod(int(k), rng) for k in labels]
+    lr = [cv2.resize(im, (SIZE // SCALE, SIZE // SCALE), interpolation=cv2.INTER_AREA) for im in hr]
+    ids = [f"img{i:03d}" for i in range(n)]
+    split = np.array(["train", "val", "test"])[np.arange(n) % 3]
+    meta = pd.DataFrame({"image_id": ids, "label": pd.array(labels, dtype="Int8"), "split": split,
+                         "group": [f"cell{i % 6}" for i in range(n)]})
+    box = {"crop_y0": 0, "crop_y1": SIZE, "crop_x0": 0, "crop_x1": SIZE, "crop_scale": 1.0, "pad_top": 0,
+           "pad_left": 0}
+    shards.write_shard(root / "hr.parquet", meta.assign(**box), hr)
+    shards.write_shard(root / "lr.parquet", meta.assign(scale=SCALE, dataset="test", profile=PROFILE["name"],
+                                                        class_name=[CLASS_NAMES[k] for k in labels]), lr)
+    shards.write_table(root / "split.parquet", meta[["image_id", "split", "group"]])
+    cfg = validated(
+        crop_filter={"target_size": SIZE},
+        degrade={"profiles": [PROFILE]},
+        sr={"profiles": [PROFILE["name"]], "device": "cpu", "models": [{"name": "tiny_srcnn", "arch": "srcnn", "epochs": 2, "steps_per_epoch": 2,
+                                         "batch_size": 4, "patch_size": 16,
+                                         "options": {"channels": [8, 4], "kernels": [5, 3, 3],
+                                                     "input_shift": "auto"}}],
+            "features": {"channels": [4, 8], "epochs": 1, "steps_per_epoch": 2, "batch_size": 4}},
+        classify={"device": "cpu", "experiments": [
+            {"name": "dcnn_hr", "input": "hr", "backbone": "dcnn", "backbone_options": {"width": 0.125},
+             "balance": "none", "epochs": 1, "steps_per_epoch": 2, "batch_size": 8},
+            {"name": "super_dcnn", "input": f"super:srcnn:{PROFILE['name']}", "backbone": "dcnn",
+             "backbone_options": {"width": 0.125}, "sr_options": {"channels": [4, 4]}, "balance": "none",
+             "epochs": 1, "steps_per_epoch": 2, "batch_size": 8}]},
+    )
+    crop = cfg["crop_filter"]
+    paths = {"sr": root / "sr/model.safetensors", "features": root / "features/model.safetensors"}
+    sr_train.run([root / "hr.parquet"], [root / "lr.parquet"], config.sr_model_settings(cfg, "tiny_srcnn"), 0,
+                 paths["sr"], root / "sr/history.parquet", root / "sr/checkpoints", profile=PROFILE, crop=crop)
+    features.run([root / "hr.parquet"], root / "split.parquet", {**cfg["sr"]["features"], "device": "cpu"}, 0,
+                 paths["features"], root / "features/checkpoints", crop=crop)
+    for experiment in cfg["classify"]["experiments"]:
+        name = experiment["name"]
+        is_super = experiment["input"] != "hr"
+        balanced = root / f"{name}/balanced.parquet"
+        train_meta = meta[meta["split"] == "train"]
+        images = lr if is_super else hr
+        shards.write_shard(balanced, train_meta.assign(synthetic=False),
+                           [images[i] for i in train_meta.index])
+        paths[name] = root / f"{name}/model.safetensors"
+        classify.run_train(balanced, [root / ("lr.parquet" if is_super else "hr.parquet")], root / "split.parquet",
+                           {**experiment, "device": "cpu", "bf16": False}, 0, paths[name],
+                           root / f"{name}/history.parquet", root / f"{name}/checkpoints", crop=crop,
+                           profile=PROFILE if is_super else None)
+    return {"paths": paths, "root": root, "lr": lr, "hr": hr, "ids": ids, "split": split, "crop": crop}
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def test_sr_model_file_round_trip(trained):
+    path = trained["paths"]["sr"]
+    assert model_file.is_safetensors(path)
+    meta = model_file.read_metadata(path)
+    assert meta["format"] == "karyosr-model" and meta["kind"] == "sr" and meta["name"] == "tiny_srcnn"
+    assert meta["arch"] == "srcnn" and meta["scale"] == SCALE and meta["input_channels"] == 1
+    assert meta["bit_depth"] == 8 and meta["peak"] == 255.0
+    # input_shift 'auto' is stored resolved: the LR training images' mean grey.
+    assert 0.5 < meta["options"]["input_shift"] < 1
+    assert meta["profile"] == PROFILE and meta["crop"] == trained["crop"]
+    assert meta["crop"]["polarity"] == "auto" and meta["crop"]["threshold"] == "otsu"
+    assert meta["best_epoch"] in (1, 2) and set(meta["validation"]) == {"val_psnr", "val_ssim"}
+    assert len(meta["config_hash"]) == 16 and meta["karyosr_version"]
+    model, loaded_meta = sr_infer.load_model(path)
+    assert loaded_meta == meta
+    state = model_file.load(path).state_dict
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    # init_from (archs.load_weights) reads the same file.
+    fresh = archs.build_sr("srcnn", SCALE, channels=[8, 4], kernels=[5, 3, 3])
+    archs.load_weights(fresh, path)
+    assert all(torch.equal(state[k], v) for k, v in fresh.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["dcnn_hr", "super_dcnn"])
+def test_classifier_model_file_round_trip(trained, name):
+    path = trained["paths"][name]
+    meta = model_file.read_metadata(path)
+    assert meta["kind"] == "classifier" and meta["name"] == name and meta["backbone"] == "dcnn"
+    assert meta["class_names"] == list(CLASS_NAMES) and meta["crop"] == trained["crop"]
+    assert meta["tta"] is False and set(meta["validation"]) == {"val_accuracy"}
+    if name == "super_dcnn":
+        assert meta["input"] == f"super:srcnn:{PROFILE['name']}" and meta["scale"] == SCALE
+        assert meta["input_size"] == [SIZE // SCALE] * 2 and meta["profile"] == PROFILE
+        assert "SRCNN" in meta["description"]
+    else:
+        assert meta["input"] == "hr" and meta["scale"] is None and meta["input_size"] == [SIZE, SIZE]
+        assert meta["profile"] is None
+    model, _ = classify.load_classifier(path)
+    assert isinstance(model, classify.SuperNetwork) == (name == "super_dcnn")
+    state = model_file.load(path).state_dict
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_feature_network_model_file_round_trip(trained):
+    path = trained["paths"]["features"]
+    meta = model_file.read_metadata(path)
+    assert meta["kind"] == "features" and meta["channels"] == [4, 8] and meta["num_classes"] == 24
+    assert set(meta["validation"]) == {"val_accuracy"}
+    loss = sr_train.build_perceptual({"network": "pipeline_features"}, str(path))
+    state = model_file.load(path).state_dict
+    assert all(torch.equal(state[k], v) for k, v in loss.features.net.state_dict().items())
+
+
+def test_wrong_kind_bare_and_corrupt_files_are_named(trained, tmp_path):
+    with pytest.raises(ValueError, match=r"is a 'classifier' model file, not a 'sr' one"):
+        sr_infer.load_model(trained["paths"]["dcnn_hr"])
+    bare = tmp_path / "bare.safetensors"
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(2)}, bare)
+    assert model_file.read_metadata(bare) == {}
+    with pytest.raises(ValueError, match=f"{bare}: no karyosr metadata"):
+        classify.load_classifier(bare)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(trained["paths"]["sr"].read_bytes()[:200])
+    with pytest.raises(ValueError, match=str(broken)):
+        model_file.load(broken)
+    legacy = tmp_path / "classifier.pt"
+    torch.save({"best_epoch": 1, "state_dict": model_file.load(trained["paths"]["dcnn_hr"]).state_dict}, legacy)
+    assert model_file.read_metadata(legacy) == {"legacy": True, "best_epoch": 1, "kind": "classifier"}
+    with pytest.raises(ValueError, match=f"{legacy}: a classifier file without its architecture"):
+        classify.load_classifier(legacy)
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        model_file.load(tmp_path / "missing.safetensors")
+
+
+def test_legacy_pt_sr_model_still_loads(trained, tmp_path):
+    """An SR model.pt written before model files carried metadata (a weights-only payload)."""
+    loaded = model_file.load(trained["paths"]["sr"])
+    meta = loaded.metadata
+    legacy = tmp_path / "model.pt"
+    torch.save({"arch": meta["arch"], "scale": meta["scale"], "options": meta["options"], "description": "x",
+                "best_epoch": 1, "state_dict": loaded.state_dict}, legacy)
+    model, legacy_meta = sr_infer.load_model(legacy)
+    assert legacy_meta["legacy"] is True and legacy_meta["kind"] == "sr" and legacy_meta["scale"] == SCALE
+    assert all(torch.equal(loaded.state_dict[k], v) for k, v in model.state_dict().items())
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_help_everywhere_is_fast_and_imports_no_torch():
+    for args in ([], ["enhance"], ["classify"], ["info"]):
+        result = run_cli(*args, "--help")
+        assert "usage: karyosr" in result.stdout
+    probe = subprocess.run([sys.executable, "-c", "import sys; from karyosr import cli; cli.build_parser(); "
+                            "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
+    if shutil.which("karyosr"):  # the console script of an installed package
+        assert "enhance" in subprocess.run(["karyosr", "--help"], capture_output=True, text=True).stdout
+
+
+def test_info_prints_the_metadata(trained):
+    result = run_cli("info", trained["paths"]["super_dcnn"])
+    assert "kind" in result.stdout and "super:srcnn:x2_test" in result.stdout and "val_accuracy" in result.stdout
+    as_json = json.loads(run_cli("info", "--json", trained["paths"]["sr"]).stdout)
+    assert as_json == model_file.read_metadata(trained["paths"]["sr"])
+    missing = run_cli("info", "nowhere/model.safetensors", check_rc=2)
+    assert "model file not found: nowhere/model.safetensors" in missing.stderr
+
+
+def _write(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, image)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def test_enhance_files_and_folders_keeps_bit_depth_and_reports_bad_files(trained, tmp_path):
+    rng = np.random.default_rng(1)
+    lr8 = cv2.resize(banded_rod(2, rng, 40), (20, 20), interpolation=cv2.INTER_AREA)
+    lr16 = lr8.astype(np.uint16) * 257 + rng.integers(0, 200, lr8.shape).astype(np.uint16)
+    inputs = tmp_path / "in"
+    files = {"a.png": lr8, "b16.png": lr16, "c16.tif": lr16, "d.bmp": lr8, "e.jpg": lr8}
+    for name, image in files.items():
+        _write(inputs / "cell" / name, image)
+    (inputs / "cell" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (inputs / "cell" / "notes.txt").write_text("ignored: not an image name")
+    single = _write(tmp_path / "single.tiff", lr8)
+    before = {p: p.read_bytes() for p in inputs.rglob("*")  if p.is_file()}
+    out = tmp_path / "out"
+    # Tiles of 8 LR pixels with 8 of context: the same pixels as whole images (test_tiles_join_seamlessly).
+    result = run_cli("enhance", trained["paths"]["sr"], inputs / "cell", single, tmp_path / "missing.png", "-o", out,
+                     "--tile", 8, "--overlap", 8, "--batch-size", 2, check_rc=1)
+    assert "corrupt.png: cannot decode" in result.stderr
+    assert "missing.png: no such file or folder" in result.stderr
+    assert "6 image(s) enhanced x2" in result.stderr
+    model, _ = sr_infer.load_model(trained["paths"]["sr"])
+    for name, image in files.items():
+        target = out / "cell" / (name if name != "e.jpg" else "e.png")
+        written = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
+        assert written.dtype == image.dtype and written.shape == (40, 40), name
+        source = image if name != "e.jpg" else cv2.imread(str(inputs / "cell/e.jpg"), cv2.IMREAD_UNCHANGED)
+        peak = 65535.0 if image.dtype == np.uint16 else 255.0
+        expected = sr_infer.predict_tiled(model, source[None], SCALE, peak, torch.device("cpu"), 0)[0]
+        np.testing.assert_array_equal(written, expected, err_msg=name)
+    assert cv2.imread(str(out / "single.tiff"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
+    assert {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()} == before
+    # Writing into the input folder would replace the inputs: refused file by file.
+    single_bytes = single.read_bytes()
+    same = run_cli("enhance", trained["paths"]["sr"], single, "-o", tmp_path, check_rc=1)
+    assert "would overwrite an input file" in same.stderr and single.read_bytes() == single_bytes
+
+
+def test_enhance_missing_model_and_wrong_kind(trained, tmp_path):
+    image = _write(tmp_path / "a.png", np.full((8, 8), 100, np.uint8))
+    missing = run_cli("enhance", tmp_path / "none.safetensors", image, "-o", tmp_path / "out", check_rc=2)
+    assert "model file not found" in missing.stderr and str(tmp_path / "none.safetensors") in missing.stderr
+    wrong = run_cli("enhance", trained["paths"]["dcnn_hr"], image, "-o", tmp_path / "out", check_rc=2)
+    assert "is a 'classifier' model file, not a 'sr' one" in wrong.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiles_join_seamlessly(trained):
+    """A tiled image equals the whole-image result when each tile's context covers the network's
+    receptive field (SRCNN 5-3-3 plus the bicubic skip: 5 LR pixels); without context the seams show."""
+    model, _ = sr_infer.load_model(trained["paths"]["sr"])
+    rng = np.random.default_rng(2)
+    image = cv2.resize(banded_rod(1, rng, 96), (48, 40), interpolation=cv2.INTER_AREA)
+    cpu = torch.device("cpu")
+    whole = sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 0)
+    np.testing.assert_array_equal(sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 16, overlap=8), whole)
+    seams = sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 16, overlap=0)
+    assert (seams != whole).any()
+
+
+def test_cli_output_is_bit_identical_to_the_workflow_infer_sr(trained, tmp_path):
+    """Workflow inference (rule infer_sr on an LR shard) and `karyosr enhance` on the same
+    images saved as PNG give the same pixels."""
+    out_shard = tmp_path / "sr.parquet"
+    sr_infer.run(trained["root"] / "lr.parquet", trained["paths"]["sr"], "tiny_srcnn",
+                 {"device": "cpu", "tile": 0, "infer_batch_size": 64, "bf16": True}, out_shard)
+    meta, workflow_images = shards.read_shard(out_shard)
+    folder = tmp_path / "lr"
+    for image_id, image, split in zip(trained["ids"], trained["lr"], trained["split"]):
+        if split == "test":
+            _write(folder / f"{image_id}.png", image)
+    run_cli("enhance", trained["paths"]["sr"], folder, "-o", tmp_path / "out", "-q")
+    assert len(meta) == len(list(folder.iterdir())) > 5
+    for image_id, expected in zip(meta["image_id"], workflow_images):
+        written = cv2.imread(str(tmp_path / "out/lr" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written, expected, err_msg=image_id)
+
+
+def test_classify_writes_top3_and_skips_rejected_images(trained, tmp_path):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "cell1"
+    # Larger than the crop, 8- and 16-bit: cropped to the model's 32 px as in training.
+    _write(folder / "a.png", np.pad(banded_rod(0, rng), 12, constant_values=235))
+    _write(folder / "b.tif", banded_rod(3, rng, dtype=np.uint16))
+    _write(folder / "flat.png", np.full((40, 40), 200, np.uint8))
+    (folder / "broken.bmp").write_bytes(b"BM" + b"\0" * 10)
+    table_path = tmp_path / "table.csv"
+    result = run_cli("classify", trained["paths"]["dcnn_hr"], folder, "-o", table_path, check_rc=1)
+    assert "flat.png: no foreground" in result.stderr and "broken.bmp" in result.stderr
+    table = pd.read_csv(table_path, dtype={"predicted": str, "second": str, "third": str})
+    assert list(table.columns) == ["file", "predicted", "predicted_probability", "second", "second_probability",
+                                   "third", "third_probability"]
+    assert [Path(f).name for f in table["file"]] == ["a.png", "b.tif"]
+    assert set(table["predicted"]) <= set(CLASS_NAMES)
+    assert (table["predicted_probability"] >= table["second_probability"]).all()
+    assert (table["second_probability"] >= table["third_probability"]).all()
+    # The same as prepare_input + infer in the package.
+    model, meta = classify.load_classifier(trained["paths"]["dcnn_hr"])
+    image = classify.prepare_input(cv2.imread(str(folder / "a.png"), cv2.IMREAD_UNCHANGED), meta)
+    probabilities, _ = classify.infer(model, image[None], 255.0, torch.device("cpu"), bf16=False)
+    assert table["predicted"][0] == CLASS_NAMES[int(probabilities.argmax())]
+    assert table["predicted_probability"][0] == pytest.approx(float(probabilities.max()), abs=1e-5)
+
+
+def test_classify_super_network_on_lr_images_with_cell_decoding(trained, tmp_path):
+    for cell in ("cellA", "cellB"):
+        for i, image in enumerate(trained["lr"][:4]):
+            _write(tmp_path / "cells" / cell / f"{i}.png", image)
+    result = run_cli("classify", trained["paths"]["super_dcnn"], tmp_path / "cells", "--cell-decode")
+    table = pd.read_csv(io.StringIO(result.stdout), dtype=str)
+    assert len(table) == 8 and {"cell", "decoded"} <= set(table.columns)
+    assert set(table["decoded"]) <= set(CLASS_NAMES)
+    assert table["cell"].nunique() == 2
+    assert "cell " in result.stderr and "4 chromosomes (expected 46)" in result.stderr

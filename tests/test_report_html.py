@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_helpers import REPO, TINY_CONFIG, snakemake, write_config
+from workflow_helpers import REPO, TINY_CONFIG, skip_or_fail, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def chromium(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 def browser():
     found = chromium("--find", timeout=30)
     if found.returncode != 0:
-        pytest.skip(f"headless Chromium not available: {found.stderr.strip()}")
+        skip_or_fail(f"headless Chromium not available: {found.stderr.strip()}")
     return found.stdout.strip()
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_helpers import REPO, TINY_CONFIG, snakemake, write_config
+from workflow_helpers import REPO, TINY_CONFIG, skip_or_fail, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -213,7 +213,7 @@ def result_tables(root: Path) -> list[Path]:
 def cluster():
     problem = cluster_problem()
     if problem:
-        pytest.skip(problem)
+        skip_or_fail(problem)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 
 import cv2
@@ -35,6 +37,8 @@ def toy_pairs(n: int, seed: int) -> Pairs:
 
 
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile not available")
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")),
+                    reason="torch.compile's CPU backend needs a C compiler (cc, gcc or clang); none on PATH")
 def test_compiled_training_steps_export_the_plain_module_weights():
     cfg = model_settings({"compile": True}, name="srcnn", arch="srcnn", options={"channels": [8, 4]}, batch_size=4,
                          patch_size=16, epochs=1, steps_per_epoch=2)

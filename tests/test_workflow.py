@@ -193,7 +193,10 @@ def test_two_runs_give_byte_identical_tables(run_dir, tmp_path):
     snakemake(tmp_path, "--configfile", str(config))
     tables = [p.relative_to(run_dir) for p in (run_dir / "results").rglob("*.parquet")]
     assert len(tables) > 40
-    different = [str(p) for p in tables if (run_dir / p).read_bytes() != (tmp_path / p).read_bytes()]
+    # the README's claim covers the trained models too: weights and metadata, byte for byte
+    models = [p.relative_to(run_dir) for p in (run_dir / "results").rglob("*.safetensors")]
+    assert len(models) >= 3
+    different = [str(p) for p in tables + models if (run_dir / p).read_bytes() != (tmp_path / p).read_bytes()]
     assert different == []
 
 

@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(yaml.safe_dump({"shards": args.shards, "synthetic": {"n_cells": CELLS_FOR_100K}}))
-        command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+        command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "workflow/Snakefile"),
                    "--directory", tmp, "--cores", "2", "--configfile", str(config)]
         times = []
         for _ in range(args.repeats):

@@ -161,7 +161,7 @@ def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False) -
         config_path = workdir / "config.yaml"
         config_path.write_text(yaml.safe_dump(config(part), sort_keys=False))
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+        subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"), "--directory",
                         str(workdir), "--cores", cores, "--configfile", str(config_path), "--rerun-incomplete"],
                        check=True)
         seconds = time.perf_counter() - start

@@ -319,7 +319,7 @@ def _python_sources():
 
 
 def _workflow_sources():
-    files = sorted([REPO / "Snakefile", *(REPO / "workflow").rglob("*.smk")])
+    files = sorted([REPO / "workflow/Snakefile", *(REPO / "workflow").rglob("*.smk")])
     assert len(files) > 5
     return [(f, f.read_text()) for f in files]
 

@@ -53,15 +53,14 @@ def checkout(tmp_path_factory) -> Path:
     """A copy of everything the workflow reads from this checkout (see the module docstring)."""
     root = tmp_path_factory.mktemp("checkout")
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    for name in ("Snakefile", "pyproject.toml"):
-        shutil.copy2(REPO / name, root / name)
+    shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
     for name in ("workflow", "src", "envs", "profiles", "config"):
         shutil.copytree(REPO / name, root / name, ignore=ignore)
     return root
 
 
 def _command(checkout: Path, workdir: Path, args) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "Snakefile"),
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "workflow/Snakefile"),
             "--directory", str(workdir), "--cores", "2", *args]
 
 

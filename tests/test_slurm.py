@@ -226,7 +226,7 @@ def runs(cluster, tmp_path_factory):
     pipeline_dir.mkdir()
     write_config(pipeline_dir, copy.deepcopy(TINY_CONFIG))
     pipeline = Run(pipeline_dir, xdg, overlay(root),
-                   "--snakefile", str(REPO / "Snakefile"), "--configfile", "config.yaml")
+                   "--snakefile", str(REPO / "workflow/Snakefile"), "--configfile", "config.yaml")
 
     small_dir = root / "small"
     small_dir.mkdir()
@@ -253,7 +253,7 @@ def test_profile_dry_runs_without_a_cluster(tmp_path):
     """The profile parses, is found by name, and gives every job its default resources."""
     xdg = install_profile(tmp_path)
     write_config(tmp_path, TINY_CONFIG)
-    result = subprocess.run(["snakemake", "--profile", "slurm", "--snakefile", str(REPO / "Snakefile"),
+    result = subprocess.run(["snakemake", "--profile", "slurm", "--snakefile", str(REPO / "workflow/Snakefile"),
                              "--configfile", "config.yaml", "-n"],
                             cwd=tmp_path, env=environment(xdg), capture_output=True, text=True)
     output = result.stdout + result.stderr
@@ -299,7 +299,7 @@ def test_pipeline_jobs_went_through_sbatch(runs):
     assert {"rule_ingest", "rule_crop_filter", "rule_degrade", "rule_upscale", "rule_metrics", "rule_train_sr",
             "rule_train_classifier"} <= rules
     # After a cluster run there is nothing left to do, also by the profile's rerun triggers.
-    again = subprocess.run(["snakemake", "--profile", "slurm", "--snakefile", str(REPO / "Snakefile"),
+    again = subprocess.run(["snakemake", "--profile", "slurm", "--snakefile", str(REPO / "workflow/Snakefile"),
                             "--configfile", "config.yaml", "-n"],
                            cwd=pipeline.workdir, env=environment(runs["xdg"]), capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:] + again.stderr[-3000:]

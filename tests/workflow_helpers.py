@@ -56,7 +56,7 @@ def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> Path
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run this checkout's workflow with workdir as the working directory."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"),
                "--directory", str(workdir), "--cores", "2", *args]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if check and result.returncode != 0:

@@ -6,7 +6,7 @@ rule classifier_inputs:
     input:
         unpack(classifier_input_sources),
     output:
-        "results/classify/inputs/{input}/shards/{shard}.parquet",
+        intermediate("results/classify/inputs/{input}/shards/{shard}.parquet"),
     wildcard_constraints:
         input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
     params:
@@ -14,6 +14,8 @@ rule classifier_inputs:
     threads: 2
     log:
         "results/logs/classify/inputs/{input}/{shard}.log",
+    benchmark:
+        "results/benchmarks/classify/inputs/{input}/{shard}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -25,7 +27,7 @@ rule balance:
         shards=lambda wc: classifier_eval_shards(wc.input.replace("-", ":")),
         split="results/split/manifest.parquet",
     output:
-        "results/classify/balanced/{input}/{method}.parquet",
+        intermediate("results/classify/balanced/{input}/{method}.parquet"),
     wildcard_constraints:
         method=r"none|random_oversample|smote",
     params:
@@ -46,6 +48,7 @@ rule train_classifier:
         balanced=lambda wc: balanced_set(wc.experiment),
         eval=lambda wc: classifier_eval_shards(EXPERIMENTS[wc.experiment]["input"]),
         split="results/split/manifest.parquet",
+        init_from=lambda wc: user_file(EXPERIMENTS[wc.experiment].get("init_from")),
     output:
         model="results/classify/models/{experiment}/seed{seed}/model.safetensors",
         history="results/classify/models/{experiment}/seed{seed}/history.parquet",
@@ -88,6 +91,8 @@ rule predict:
     threads: 2
     log:
         "results/logs/classify/predict/{experiment}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/classify/predict/{experiment}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -114,6 +119,8 @@ rule classification_summary:
         decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
     log:
         "results/logs/classify/summary.log",
+    benchmark:
+        "results/benchmarks/classify/summary.tsv"
     conda:
         "../../envs/report.yaml"
     script:

@@ -1,18 +1,32 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
-# The rules' scripts import the karyosr package of this checkout, also inside conda
-# environments built by --sdm conda, which hold only third-party packages.
-SRC = str(Path(workflow.basedir) / "src")
-os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
-sys.path.insert(0, SRC)
+from snakemake.exceptions import WorkflowError
+
+# Paths of this workflow's own files come from the file being parsed, never from
+# workflow.basedir, which is the *importing* workflow's folder when karyosr is used as a module.
+WORKFLOW_DIR = Path(workflow.current_basedir).parent
+CHECKOUT_SRC = WORKFLOW_DIR.parent / "src"
+
+# The rules' scripts run the karyosr package of the checkout this workflow comes from (also
+# inside conda environments built by --sdm conda, which hold only third-party packages), so rules
+# and code always match; a deployed copy without src/ uses the installed package.
+if (CHECKOUT_SRC / "karyosr").is_dir():
+    os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (str(CHECKOUT_SRC), os.environ.get("PYTHONPATH")) if p))
+    sys.path.insert(0, str(CHECKOUT_SRC))
+elif importlib.util.find_spec("karyosr") is None:
+    raise WorkflowError(
+        f"karyosr: the Python package is neither beside this workflow ({CHECKOUT_SRC}) nor installed; "
+        "install it in the environment that runs Snakemake: pip install karyosr (or pip install -e <checkout>)"
+    )
 
 from karyosr.config import load_schema, sr_model_settings, sr_run_settings, validate as validate_config
 from karyosr.shards import shard_names
 
 
-validate_config(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+validate_config(config, load_schema(WORKFLOW_DIR / "schemas/config.schema.yaml"))
 
 
 def sorted_keys(value):
@@ -99,10 +113,27 @@ def train_sr_inputs(wildcards):
     }
     if uses_pipeline_features(wildcards.model):
         inputs["features"] = "results/models/features/model.safetensors"
-    source = SR_MODELS[wildcards.model]["init_from_model"]
+    model = SR_MODELS[wildcards.model]
+    source = model["init_from_model"]
     if source:
         inputs["init_model"] = f"results/models/{source}/{wildcards.profile}/model.safetensors"
+    # Files the user supplies are inputs too: Snakemake checks they exist and reruns on a change.
+    if model["init_from"]:
+        inputs["init_from"] = model["init_from"]
+    if model["perceptual_weight"] > 0 and model["perceptual"]["weights"]:
+        inputs["perceptual_weights"] = model["perceptual"]["weights"]
     return inputs
+
+
+def intermediate(path):
+    """An image shard no result needs once its consumers ran: kept (keep_intermediate: true, the
+    default) or deleted by Snakemake after its last consumer, which bounds a large run's disk use."""
+    return path if config["keep_intermediate"] else temp(path)
+
+
+def user_file(path):
+    """A user-supplied file as a rule input (declared, so checked and tracked), or none."""
+    return [path] if path else []
 
 
 def classifier_eval_shards(input_key):

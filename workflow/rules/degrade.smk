@@ -3,7 +3,7 @@ rule degrade:
         shard="results/crop_filter/shards/{shard}.parquet",
         split="results/split/manifest.parquet",
     output:
-        "results/degrade/{profile}/shards/{shard}.parquet",
+        intermediate("results/degrade/{profile}/shards/{shard}.parquet"),
     params:
         profile=lambda wc: PROFILES[wc.profile],
         seed=config["seed"],

@@ -7,6 +7,8 @@ rule fetch:
         seed=config["seed"],
     log:
         "results/logs/fetch.log",
+    benchmark:
+        "results/benchmarks/fetch.tsv"
     conda:
         "../../envs/core.yaml"
     script:

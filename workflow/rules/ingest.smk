@@ -10,6 +10,8 @@ rule inventory:
         n_shards=config["shards"],
     log:
         "results/logs/ingest/inventory.log",
+    benchmark:
+        "results/benchmarks/ingest/inventory.tsv"
     conda:
         "../../envs/core.yaml"
     script:
@@ -21,7 +23,7 @@ rule ingest:
         raw=raw_root(),
         inventory="results/ingest/inventory.parquet",
     output:
-        shard="results/ingest/shards/{shard}.parquet",
+        shard=intermediate("results/ingest/shards/{shard}.parquet"),
         rejected="results/ingest/rejected/{shard}.parquet",
     params:
         layout=config["dataset"]["layout"],

@@ -2,6 +2,7 @@ rule fit_niqe:
     input:
         hr=shard_paths("crop_filter"),
         split="results/split/manifest.parquet",
+        external_model=user_file(config["metrics"]["niqe_params_file"]),
     output:
         "results/metrics/niqe_pristine.npz",
     params:
@@ -27,6 +28,8 @@ rule metrics:
         metrics=config["metrics"],
     log:
         "results/logs/metrics/{method}/{profile}/{shard}.log",
+    benchmark:
+        "results/benchmarks/metrics/{method}/{profile}/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
     script:
@@ -44,6 +47,8 @@ rule hr_quality:
         metrics=config["metrics"],
     log:
         "results/logs/metrics/HR/{shard}.log",
+    benchmark:
+        "results/benchmarks/metrics/HR/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
     script:
@@ -69,6 +74,8 @@ rule aggregate_metrics:
         summary_parquet="results/metrics/summary.parquet",
     log:
         "results/logs/aggregate_metrics.log",
+    benchmark:
+        "results/benchmarks/aggregate_metrics.tsv"
     conda:
         "../../envs/core.yaml"
     script:

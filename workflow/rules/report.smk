@@ -16,6 +16,8 @@ rule sample_grid:
         methods=lambda wc: methods_for(wc.profile),
     log:
         "results/logs/report/samples_{profile}.log",
+    benchmark:
+        "results/benchmarks/report/samples_{profile}.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -38,6 +40,8 @@ rule plot_quality:
         methods=lambda wc: methods_for(wc.profile),
     log:
         "results/logs/report/quality_{profile}.log",
+    benchmark:
+        "results/benchmarks/report/quality_{profile}.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -52,6 +56,8 @@ rule plot_training:
         svg="results/report/training_curves.svg",
     log:
         "results/logs/report/training_curves.log",
+    benchmark:
+        "results/benchmarks/report/training_curves.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -91,9 +97,10 @@ rule report:
         experiments=config["classify"]["experiments"],
         bootstrap=config["classify"]["bootstrap"],
         decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
-        config=config,
     log:
         "results/logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
     conda:
         "../../envs/report.yaml"
     script:

@@ -12,6 +12,8 @@ rule split:
         seed=config["seed"],
     log:
         "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
     conda:
         "../../envs/core.yaml"
     script:

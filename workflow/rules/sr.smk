@@ -71,7 +71,7 @@ rule infer_sr:
         lr="results/degrade/{profile}/shards/{shard}.parquet",
         model="results/models/{model}/{profile}/model.safetensors",
     output:
-        "results/sr/{model}/{profile}/shards/{shard}.parquet",
+        intermediate("results/sr/{model}/{profile}/shards/{shard}.parquet"),
     wildcard_constraints:
         model="|".join(SR_MODELS) or "no-learned-models",
     params:
@@ -84,6 +84,8 @@ rule infer_sr:
         runtime=lambda wc, attempt: 30 * attempt,
     log:
         "results/logs/sr/{model}/{profile}/{shard}.log",
+    benchmark:
+        "results/benchmarks/sr/{model}/{profile}/{shard}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

@@ -3,13 +3,15 @@ rule upscale:
     input:
         "results/degrade/{profile}/shards/{shard}.parquet",
     output:
-        "results/sr/{method}/{profile}/shards/{shard}.parquet",
+        intermediate("results/sr/{method}/{profile}/shards/{shard}.parquet"),
     wildcard_constraints:
         method=r"nearest|bilinear|bicubic|lanczos|unsharp",
     params:
         unsharp=lambda wc: config["upscale"]["unsharp"] if wc.method == "unsharp" else None,
     log:
         "results/logs/sr/{method}/{profile}/{shard}.log",
+    benchmark:
+        "results/benchmarks/sr/{method}/{profile}/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
     script:

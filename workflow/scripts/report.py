@@ -103,4 +103,7 @@ sections += [
     ("Quarantined and rejected images", "Every input that did not go on, with the reason.", tables["rejected"]),
     ("Software", "Versions this report was made with.", tables["software"]),
 ]
-report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(params.config, sort_keys=False))
+# The whole configuration is shown for provenance but is not a param: a key that changes none of
+# the report's inputs or its own slice must not rerun it (the page then shows the configuration of
+# the run that made it, whose results are the same).
+report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(dict(snakemake.config), sort_keys=False))

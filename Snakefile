@@ -19,6 +19,7 @@ include: "workflow/rules/sr.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:

@@ -103,4 +103,5 @@ sections += [
     ("Quarantined and rejected images", "Every input that did not go on, with the reason.", tables["rejected"]),
     ("Software", "Versions this report was made with.", tables["software"]),
 ]
-report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(params.config, sort_keys=False))
+report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(params.config, sort_keys=False),
+                    links=[("Comparison viewer: every test image, method by method", "viewer.html")])

@@ -214,6 +214,15 @@ def test_write_report(tmp_path, png):
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.md"]
 
 
+def test_write_report_links_pages_beside_it(tmp_path):
+    report.write_report(tmp_path, "t", [], "seed: 0", links=[("Viewer <all images>", "viewer.html")])
+    page = (tmp_path / "index.html").read_text()
+    assert '<a href="viewer.html">Viewer &lt;all images&gt;</a>' in page
+    assert "[Viewer <all images>](viewer.html)" in (tmp_path / "summary.md").read_text()
+    report.write_report(tmp_path, "t", [], "seed: 0")
+    assert "<a href" not in (tmp_path / "index.html").read_text()
+
+
 def test_write_report_config_without_trailing_newline(tmp_path):
     report.write_report(tmp_path, "t", [], "seed: 0")
     md = (tmp_path / "summary.md").read_text()

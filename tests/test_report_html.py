@@ -206,3 +206,168 @@ def test_screenshot_is_not_blank(report, tmp_path):
     saturation = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[:, :, 1]
     assert (saturation > 80).mean() > 0.001, "no coloured pixels: the figures are not painted"
     assert np.unique(gray).size > 50
+
+
+# --------------------------------------------------------------------------- viewer.html
+# The probe drives the viewer as a user would (chooses another image, moves the slider, zooms with
+# the wheel, searches by class, switches profile), waiting for each change to be drawn, and records
+# what the page shows: the image named, a digest of every canvas, the metrics table. Chromium's
+# virtual time lets --dump-dom wait for the page's asynchronous image decoding.
+VIEWER_PROBE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>viewer probe</title></head><body>
+<pre id="result">pending</pre>
+<iframe id="page" style="width: 1400px; height: 1000px; border: 0" src="{src}"></iframe>
+<script>
+const frame = document.getElementById("page");
+const out = document.getElementById("result");
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+async function until(check, what) {{
+  for (let i = 0; i < 400; i++) {{
+    const value = check();
+    if (value) return value;
+    await sleep(25);
+  }}
+  throw new Error("timed out waiting for " + what);
+}}
+function digest(canvas) {{
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let hash = 0, sum = 0;
+  for (let i = 0; i < data.length; i += 4) {{ hash = (Math.imul(hash, 31) + data[i]) >>> 0; sum += data[i]; }}
+  return [hash, sum / (data.length / 4)];
+}}
+frame.addEventListener("load", async () => {{
+  try {{
+    const doc = frame.contentDocument, body = doc.body, $ = (id) => doc.getElementById(id);
+    const errors = [];
+    frame.contentWindow.addEventListener("error", (e) => errors.push(String(e.message)));
+    frame.contentWindow.addEventListener("unhandledrejection", (e) => errors.push(String(e.reason)));
+    const panels = () => Array.from(doc.querySelectorAll("#panels canvas"));
+    const state = () => ({{shown: body.dataset.shown, current: $("current").textContent,
+      panels: panels().map((c) => c.getAttribute("aria-label")), digests: panels().map(digest),
+      compare: digest($("cmp")), split: $("cmp").dataset.split, zoom: $("zoom").textContent,
+      scores: Array.from(doc.querySelectorAll("#scores tr"), (r) => Array.from(r.cells, (c) => c.textContent))}});
+    await until(() => body.dataset.shown, "the first image");
+    const first = state();
+    const list = $("list");
+    const listed = list.options.length;
+    list.selectedIndex = listed - 1;
+    list.dispatchEvent(new Event("change"));
+    await until(() => body.dataset.shown !== first.shown, "another image");
+    const second = state();
+    $("slider").value = "150";
+    $("slider").dispatchEvent(new Event("input"));
+    const slid = state();
+    const box = panels()[1].getBoundingClientRect();
+    panels()[1].dispatchEvent(new WheelEvent("wheel", {{deltaY: -100, clientX: box.left + 30, clientY: box.top + 30,
+      bubbles: true, cancelable: true}}));
+    const zoomed = state();
+    $("class").value = "Y";
+    $("class").dispatchEvent(new Event("change"));
+    const found = Array.from(list.options, (o) => o.textContent);
+    const count = $("count").textContent;
+    $("search").value = found.length ? found[0].split("  ")[0].slice(-6) : "none";
+    $("search").dispatchEvent(new Event("input"));
+    const searched = Array.from(list.options, (o) => o.textContent);
+    const classes = Array.from($("class").options, (o) => o.value);
+    $("profile").selectedIndex = 1;
+    $("profile").dispatchEvent(new Event("change"));
+    await until(() => body.dataset.shown.split("|")[0] !== first.shown.split("|")[0], "the other profile");
+    const other = state();
+    const resources = frame.contentWindow.performance.getEntriesByType("resource")
+      .map((e) => e.name).filter((n) => !n.startsWith("data:"));
+    out.textContent = JSON.stringify({{title: doc.title, listed, first, second, slid, zoomed, found, count, other,
+      searched, classes,
+      resources, errors, images: JSON.parse($("data").textContent).images}});
+  }} catch (e) {{
+    out.textContent = "ERROR " + e + " " + e.stack;
+  }}
+}});
+</script>
+</body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def viewer_run(report, tmp_path_factory) -> tuple[dict, str]:
+    """What the probe saw, and Chromium's stderr (console messages are logged there)."""
+    page = report.parent / "viewer.html"
+    probe = tmp_path_factory.mktemp("viewer_probe") / "probe.html"
+    probe.write_text(VIEWER_PROBE.format(src=html.escape(page.resolve().as_uri(), quote=True)))
+    result = chromium("--allow-file-access-from-files", "--window-size=1400,1100", "--virtual-time-budget=60000",
+                      "--enable-logging=stderr", "--v=0", "--dump-dom", probe.as_uri())
+    assert result.returncode == 0, f"chromium failed ({result.returncode}):\n{result.stderr[-4000:]}"
+    match = re.search(r'<pre id="result">(.*?)</pre>', result.stdout, re.S)
+    assert match, f"no probe result in the dumped DOM:\n{result.stdout[:2000]}\n{result.stderr[-2000:]}"
+    payload = html.unescape(match.group(1))
+    assert payload not in ("pending", "") and not payload.startswith("ERROR"), \
+        f"the probe could not drive the viewer: {payload}\n{result.stderr[-3000:]}"
+    return json.loads(payload), result.stderr
+
+
+def test_viewer_loads_without_errors_or_requests(viewer_run):
+    state, stderr = viewer_run
+    assert state["title"] == TINY_CONFIG["report"]["title"] + ": image viewer"
+    assert state["errors"] == []
+    console = [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    assert state["resources"] == []
+
+
+def test_viewer_shows_every_method_with_its_scores(viewer_run):
+    state, _ = viewer_run
+    first = state["first"]
+    assert first["panels"] == ["LR", "nearest", "bicubic", "srresnet", "HR"]
+    assert first["shown"] == "x4_bicubic|" + state["images"][0]["id"]
+    assert state["listed"] == len(state["images"]) > 1
+    # every panel painted with an image (not the empty grey #444); bicubic, the model and HR differ
+    # (LR enlarged by pixel repetition may equal nearest)
+    assert all(abs(mean - 0x44) > 0.5 for _, mean in first["digests"]), first["digests"]
+    assert len({d[0] for d in first["digests"][1:]}) == 4
+    scores = {row[0]: row[1:] for row in first["scores"][1:]}
+    assert first["scores"][0] == ["method", "PSNR", "SSIM", "NIQE", "PIQE"]
+    assert scores["LR"] == ["\u2014"] * 4 and scores["HR"][:2] == ["\u2014"] * 2
+    for method in ("nearest", "bicubic", "srresnet"):
+        assert 10 < float(scores[method][0]) < 60 and 0 < float(scores[method][1]) <= 1, (method, scores[method])
+
+
+def test_choosing_another_image_changes_what_is_shown(viewer_run):
+    state, _ = viewer_run
+    first, second = state["first"], state["second"]
+    assert second["shown"] == "x4_bicubic|" + state["images"][-1]["id"] != first["shown"]
+    assert state["images"][-1]["id"] in second["current"]
+    assert all(a[0] != b[0] for a, b in zip(first["digests"], second["digests"]))
+    assert second["scores"] != first["scores"]
+
+
+def test_slider_and_zoom_move(viewer_run):
+    state, _ = viewer_run
+    assert state["second"]["split"] == "210" and state["slid"]["split"] == "63"  # 420 px wide, 0.5 -> 0.15
+    assert state["slid"]["compare"] != state["second"]["compare"]
+    assert state["slid"]["digests"] == state["second"]["digests"]  # the slider moves only the comparison
+    zoomed = state["zoomed"]
+    assert zoomed["zoom"] != state["slid"]["zoom"]
+    # one zoom for all: every panel and the comparison changed together
+    assert all(a[0] != b[0] for a, b in zip(zoomed["digests"], state["slid"]["digests"]))
+    assert zoomed["compare"] != state["slid"]["compare"]
+
+
+def test_search_by_class_and_profile_switch(viewer_run):
+    state, _ = viewer_run
+    y_images = [image["id"] for image in state["images"] if image["cls"] == "Y"]
+    assert y_images and state["found"] == [f"{i}  [Y]" for i in y_images]
+    assert state["count"] == f"{len(y_images)} of {len(state['images'])} test images"
+    # the id search narrows within the class: the end of the first Y image's id finds it
+    assert y_images[0] in state["searched"][0] and 1 <= len(state["searched"]) <= len(y_images)
+    present = {image["cls"] for image in state["images"]}
+    assert state["classes"] == [""] + sorted(present, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else c))
+    other = state["other"]
+    assert other["shown"].startswith("x2_noise|") and other["panels"] == ["LR", "nearest", "bicubic", "HR"]
+
+
+def test_viewer_screenshot_is_not_blank(report, tmp_path):
+    shot = tmp_path / "viewer.png"
+    result = chromium(f"--screenshot={shot}", "--window-size=1400,900", "--virtual-time-budget=20000",
+                      (report.parent / "viewer.html").resolve().as_uri())
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-4000:]
+    gray = cv2.cvtColor(cv2.imread(str(shot), cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+    assert gray.std() > 10 and np.unique(gray).size > 50, "the viewer's screenshot looks blank"

@@ -26,10 +26,14 @@ CONTRACT_COLUMNS = {"image_id", "dataset", "group", "label", "shard", "row", "he
                     "source", "source_sha256"}
 
 
+# Image export on, for one profile and two of its methods (LR and HR come with every profile).
+EXPORT = {"images": True, "profiles": ["x4_bicubic"], "methods": ["bicubic", "srresnet"]}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
-    config = write_config(workdir, TINY_CONFIG)
+    config = write_config(workdir, {**TINY_CONFIG, "export": EXPORT})
     snakemake(workdir, "--configfile", str(config))
     return workdir
 
@@ -138,6 +142,42 @@ def test_trained_model_from_the_cli_matches_infer_sr(run_dir, tmp_path):
     assert len(written) == len(list(folder.iterdir())) > 0
     for path in written:
         np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), expected[path.stem], path.name)
+
+
+def test_export_writes_the_selected_test_images_as_files(run_dir):
+    export = run_dir / "results/export"
+    assert [p.name for p in export.iterdir()] == ["x4_bicubic"]
+    assert sorted(p.name for p in (export / "x4_bicubic").iterdir()) == ["HR", "LR", "bicubic", "srresnet"]
+    split = read(run_dir, "split/manifest.parquet")
+    test_ids = set(split.loc[split["split"] == "test", "image_id"])
+    sources = {"LR": "degrade/x4_bicubic", "bicubic": "sr/bicubic/x4_bicubic", "srresnet": "sr/srresnet/x4_bicubic",
+               "HR": "crop_filter"}
+    for method, output in sources.items():
+        folder = export / "x4_bicubic" / method
+        index = pd.read_csv(folder / "images.csv", dtype={"class_name": str})
+        assert set(index["image_id"]) == test_ids, method
+        assert sorted(p.name for p in folder.glob("*.png")) == sorted(index["file"]), method
+        assert set(index["class_name"]) <= {*map(str, range(1, 23)), "X", "Y"} and index["class_name"].notna().all()
+        size = 12 if method == "LR" else 48
+        images = {}
+        for path in (run_dir / "results" / output / "shards").glob("*.parquet"):
+            meta, pixels = shards.read_shard(path)
+            images.update(zip(meta["image_id"], pixels))
+        for row in index.head(3).itertuples():
+            written = cv2.imread(str(folder / row.file), cv2.IMREAD_UNCHANGED)
+            assert written.shape == (size, size) and row.file == row.image_id.replace("/", "__") + ".png"
+            np.testing.assert_array_equal(written, images[row.image_id], f"{method}: {row.file}")
+
+
+def test_viewer_is_written_and_linked(run_dir):
+    report = run_dir / "results/report"
+    page = (report / "viewer.html").read_text()
+    split = read(run_dir, "split/manifest.parquet")
+    n_test = int((split["split"] == "test").sum())
+    assert page.count('<script type="application/octet-stream"') == 2 * n_test  # one sprite per profile and image
+    assert "srresnet" in page and "x2_noise" in page
+    assert '<a href="viewer.html">' in (report / "index.html").read_text()
+    assert "viewer:" in (run_dir / "results/logs/report/viewer.log").read_text()
 
 
 def test_report_is_complete(run_dir):

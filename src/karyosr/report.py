@@ -481,12 +481,18 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }
 """
 
 
-def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], config_text: str) -> None:
+def write_report(out_dir, title: str, sections: list[tuple[str, str, object]], config_text: str,
+                 links: list[tuple[str, str]] = ()) -> None:
     """Write index.html and summary.md from (heading, text, body) sections; a body is a table
-    (DataFrame or Marked), a PNG path, a list of sentences (a bullet list) or None (text only)."""
+    (DataFrame or Marked), a PNG path, a list of sentences (a bullet list) or None (text only).
+    ``links`` are (text, relative URL) pairs listed under the title (pages beside the report)."""
     out_dir = Path(out_dir)
     parts_html = [f"<h1>{html.escape(title)}</h1>"]
     parts_md = [f"# {title}"]
+    if links:
+        parts_html.append("<p class='links'>" + " · ".join(
+            f"<a href=\"{html.escape(url, quote=True)}\">{html.escape(text)}</a>" for text, url in links) + "</p>")
+        parts_md.append(" · ".join(f"[{text}]({url})" for text, url in links))
     for heading, text, body in sections:
         parts_html.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
         parts_md.append(f"## {heading}\n\n{text}")

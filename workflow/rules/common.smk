@@ -23,6 +23,8 @@ elif importlib.util.find_spec("karyosr") is None:
     )
 
 from karyosr.config import load_schema, sr_model_settings, sr_run_settings, validate as validate_config
+from karyosr.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
+from karyosr.viewer import input_key as viewer_input_key
 from karyosr.shards import shard_names
 
 
@@ -59,6 +61,8 @@ localrules:
     plot_training,
     classification_summary,
     report,
+    viewer,
+    export_images,
 
 
 wildcard_constraints:
@@ -99,6 +103,33 @@ def methods_for(profile):
 
 def method_profile_pairs():
     return [(method, profile) for profile in PROFILES for method in methods_for(profile)]
+
+
+EXPORT_PAIRS = select_export_pairs(config["export"], PROFILES, methods_for)
+
+
+def export_sources(wildcards):
+    """The shards one export folder is written from: LR, an SR method's output or HR."""
+    if wildcards.method == EXPORT_LR:
+        return shard_paths(f"degrade/{wildcards.profile}")
+    if wildcards.method == EXPORT_HR:
+        return shard_paths("crop_filter")
+    return shard_paths(f"sr/{wildcards.method}/{wildcards.profile}")
+
+
+def viewer_profiles():
+    """Every profile with its methods, in config order: what viewer.html shows."""
+    return [{"name": name, "scale": profile["scale"], "methods": methods_for(name)} for name, profile in PROFILES.items()]
+
+
+def viewer_inputs(wildcards):
+    """The LR and SR shards of every profile and method, under karyosr.viewer.input_key names."""
+    inputs = {}
+    for profile in viewer_profiles():
+        inputs[viewer_input_key("lr", profile["name"])] = shard_paths(f"degrade/{profile['name']}")
+        for method in profile["methods"]:
+            inputs[viewer_input_key("sr", profile["name"], method)] = shard_paths(f"sr/{method}/{profile['name']}")
+    return inputs
 
 
 def uses_pipeline_features(name):
@@ -185,4 +216,5 @@ def final_outputs():
     return [f"results/{m}/manifest.parquet" for m in manifests] + classification_outputs() + [
         "results/report/index.html",
         "results/report/summary.md",
-    ]
+        "results/report/viewer.html",
+    ] + [f"results/export/{profile}/{method}" for profile, method in EXPORT_PAIRS]

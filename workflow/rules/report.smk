@@ -105,3 +105,25 @@ rule report:
         "../../envs/report.yaml"
     script:
         "../scripts/report.py"
+
+
+# The comparison viewer: every test image of every profile, LR, each method and HR side by side.
+rule viewer:
+    input:
+        unpack(viewer_inputs),
+        split="results/split/manifest.parquet",
+        hr=shard_paths("crop_filter"),
+        per_image="results/metrics/per_image.parquet",
+        hr_quality="results/metrics/hr_quality.parquet",
+    output:
+        report("results/report/viewer.html", caption="../report/viewer.rst", category="Report"),
+    params:
+        profiles=viewer_profiles(),
+        title=f"{config['report']['title']}: image viewer",
+        max_images=config["report"]["viewer_max_images"],
+    log:
+        "results/logs/report/viewer.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/viewer.py"

@@ -106,4 +106,5 @@ sections += [
 # The whole configuration is shown for provenance but is not a param: a key that changes none of
 # the report's inputs or its own slice must not rerun it (the page then shows the configuration of
 # the run that made it, whose results are the same).
-report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(dict(snakemake.config), sort_keys=False))
+report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(dict(snakemake.config), sort_keys=False),
+                    links=[("Comparison viewer: every test image, method by method", "viewer.html")])

@@ -233,3 +233,25 @@ def test_pairs_manifest_keeps_rejected(tmp_path, series_shard):
     assert len(shards.read_table(tmp_path / "pairs.parquet")) == len(table)
     rejected = shards.read_table(tmp_path / "rejected.parquet")
     assert len(rejected) == (~table["accepted"]).sum() >= 2 and rejected["reason"].str.len().gt(0).all()
+
+
+def test_shipped_metaphase_config_validates_alone_and_over_the_default():
+    import copy
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    metaphase = yaml.safe_load((root / "config/metaphase.yaml").read_text())
+    default = yaml.safe_load((root / "config/config.yaml").read_text())
+
+    def merged(base: dict, over: dict) -> dict:  # Snakemake's --configfile merge: dicts deep, lists replaced
+        out = copy.deepcopy(base)
+        for key, value in over.items():
+            out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    for config in (metaphase, merged(default, metaphase)):
+        validated = validate(copy.deepcopy(config))
+        assert validated["dataset"]["source"]["type"] == "metaphase"
+        assert [p["name"] for p in validated["degrade"]["profiles"] if p["paired"]] == ["real_x4"]
+        spreads.resolve_params(validated["spreads"])  # the generator accepts its slice

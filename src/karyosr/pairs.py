@@ -113,7 +113,8 @@ def cut_tiles(meta: pd.DataFrame, images: list[np.ndarray], pairs: pd.DataFrame,
     groups = dict(zip(meta["image_id"], meta["group"]))
     datasets = dict(zip(meta["image_id"], meta["dataset"]))
     lr_rows, lr_tiles, hr_rows, hr_tiles = [], [], [], []
-    use = pairs[pairs["accepted"].astype(bool).to_numpy() & np.array([matches_profile(r, scale) for r in pairs["nominal_ratio"]], bool)]
+    wanted = np.array([matches_profile(r, scale) for r in pairs["nominal_ratio"]], bool)
+    use = pairs[pairs["accepted"].astype(bool).to_numpy() & wanted]
     for pair in use.itertuples(index=False):
         missing = [i for i in (pair.low_id, pair.high_id) if i not in position]
         if missing:

@@ -11,6 +11,8 @@ import jsonschema
 import yaml
 
 INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "unsharp")
+# dataset.layout types of unlabelled whole images (ingested at native size; crop_filter does not apply).
+WHOLE_IMAGE_LAYOUTS = ("images", "magnification_series")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -75,7 +77,7 @@ def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, An
 
 def _check_semantics(config: dict[str, Any]) -> None:
     source = config["dataset"]["source"]
-    required = {"url": ["url", "sha256"], "path": ["path"], "synthetic": []}[source["type"]]
+    required = {"url": ["url", "sha256"], "path": ["path"], "synthetic": [], "metaphase": []}[source["type"]]
     for key in required:
         if not source.get(key):
             raise ConfigError(
@@ -87,7 +89,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
     layout = config["dataset"]["layout"]
     if layout["type"] == "csv" and not layout.get("table"):
         raise ConfigError("config key dataset.layout.table is required when dataset.layout.type is 'csv'")
-    if layout["type"] == "class_folders":
+    if layout["type"] == "class_folders" or (layout["type"] == "images" and not layout.get("table")):
         try:
             pattern = re.compile(layout["group_regex"])
         except re.error as exc:
@@ -112,8 +114,22 @@ def _check_semantics(config: dict[str, Any]) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"config key degrade.profiles: profile name(s) {repeated} appear more than once")
-    for profile in config["degrade"]["profiles"]:
+    whole = layout["type"] in WHOLE_IMAGE_LAYOUTS
+    for i, profile in enumerate(config["degrade"]["profiles"]):
         name = profile["name"]
+        if profile["paired"] and layout["type"] != "magnification_series":
+            raise ConfigError(
+                f"config key degrade.profiles.{i}.paired: profile {name!r} is paired (real LR/HR pairs from "
+                f"registered magnification series), which needs dataset.layout.type magnification_series, "
+                f"not {layout['type']!r}"
+            )
+        if whole and not profile["paired"]:
+            raise ConfigError(
+                f"config key degrade.profiles.{i}: profile {name!r} is a synthetic degradation, which the "
+                f"{layout['type']!r} layout of whole images does not support yet; use paired: true profiles"
+            )
+        if profile["paired"]:
+            continue
         if size % profile["scale"]:
             raise ConfigError(
                 f"config key degrade.profiles.{name}.scale: {profile['scale']} does not divide "
@@ -144,6 +160,9 @@ def _check_semantics(config: dict[str, Any]) -> None:
         seen[model["name"]] = model
 
     experiments = config["classify"]["experiments"]
+    if whole and experiments:
+        raise ConfigError(f"config key classify.experiments: the {layout['type']!r} layout holds unlabelled whole "
+                          "images, which cannot train classifiers; set classify.experiments to []")
     names_seen = set()
     for i, experiment in enumerate(experiments):
         key = f"classify.experiments.{i}"

@@ -155,8 +155,11 @@ def run(hr_shard, sr_shard, params: dict, pristine_path, out_table) -> None:
     if rows:
         hr = shards.stack([hr_images[i] for i in rows])
         sr = shards.stack(sr_images)
-        masks = foreground_masks(hr, hr_meta["polarity"].iloc[rows], hr_meta["threshold_level"].iloc[rows],
-                                 params["foreground_dilation"])
+        if "polarity" in hr_meta:
+            masks = foreground_masks(hr, hr_meta["polarity"].iloc[rows], hr_meta["threshold_level"].iloc[rows],
+                                     params["foreground_dilation"])
+        else:  # registered tiles of whole images (paired profiles): no chromosome mask, the whole tile counts
+            masks = np.ones(hr.shape, bool)
         quality = no_reference(sr_images, niqe.load_model(pristine_path))
         table = pd.concat([table, score(hr, sr, params, masks), quality], axis=1)
     else:

@@ -26,8 +26,11 @@ class Pairs:
         return 65535.0 if self.hr.dtype == np.uint16 else 255.0
 
 
-def _chromosome_boxes(meta: pd.DataFrame) -> np.ndarray:
-    """Where crop_filter placed the chromosome inside the padded square."""
+def _chromosome_boxes(meta: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
+    """Where crop_filter placed the chromosome inside the padded square; the whole image for HR
+    images crop_filter did not make (the registered tiles of a paired profile)."""
+    if "pad_top" not in meta:
+        return np.tile(np.array([0, shape[0], 0, shape[1]]), (len(meta), 1))
     height = np.round((meta["crop_y1"] - meta["crop_y0"]) * meta["crop_scale"]).to_numpy(int)
     width = np.round((meta["crop_x1"] - meta["crop_x0"]) * meta["crop_scale"]).to_numpy(int)
     top, left = meta["pad_top"].to_numpy(int), meta["pad_left"].to_numpy(int)
@@ -58,11 +61,12 @@ def load_pairs(hr_shards, lr_shards, split: str) -> Pairs:
     if missing:
         raise ValueError(f"LR images without an HR counterpart: {sorted(missing)[:5]}")
     rows = hr_index.loc[lr_all["image_id"]].to_numpy()
+    hr = shards.stack([hr_images[i] for i in rows])
     return Pairs(
         image_ids=list(lr_all["image_id"]),
-        hr=shards.stack([hr_images[i] for i in rows]),
+        hr=hr,
         lr=shards.stack(lr_images),
-        boxes=_chromosome_boxes(hr_all.iloc[rows]),
+        boxes=_chromosome_boxes(hr_all.iloc[rows], hr.shape[1:]),
         scale=int(lr_all["scale"].iloc[0]),
     )
 

@@ -22,7 +22,7 @@ elif importlib.util.find_spec("karyosr") is None:
         "install it in the environment that runs Snakemake: pip install karyosr (or pip install -e <checkout>)"
     )
 
-from karyosr.config import load_schema, sr_model_settings, sr_run_settings, validate as validate_config
+from karyosr.config import WHOLE_IMAGE_LAYOUTS, load_schema, sr_model_settings, sr_run_settings, validate as validate_config
 from karyosr.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
 from karyosr.viewer import input_key as viewer_input_key
 from karyosr.shards import shard_names
@@ -52,6 +52,7 @@ config.update(canonical_config)
 localrules:
     fetch,
     inventory,
+    pairs_manifest,
     manifest,
     rejected,
     split,
@@ -73,6 +74,10 @@ wildcard_constraints:
 
 SHARDS = shard_names(config["shards"])
 PROFILES = {profile["name"]: profile for profile in config["degrade"]["profiles"]}
+# Whole-image layouts skip crop_filter; their profiles are paired (real registered LR/HR pairs).
+WHOLE_IMAGES = config["dataset"]["layout"]["type"] in WHOLE_IMAGE_LAYOUTS
+PAIRED = [name for name, profile in PROFILES.items() if profile["paired"]]
+SYNTHETIC_PROFILES = [name for name in PROFILES if name not in PAIRED]
 METHODS = list(config["upscale"]["methods"])
 SR_MODELS = {model["name"]: model for model in config["sr"]["models"]}
 SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODELS else []
@@ -94,6 +99,23 @@ def raw_root():
 
 def shard_paths(output):
     return expand("results/{output}/shards/{shard}.parquet", output=output, shard=SHARDS)
+
+
+def hr_stage(profile):
+    """The stage output holding a profile's HR images: crop_filter's shards for a synthetic
+    degradation, the registered HR tiles for a paired profile."""
+    return f"paired/{profile}/hr" if profile in PAIRED else "crop_filter"
+
+
+def quality_stage():
+    """The HR images the NIQE model is fitted on and the HR quality is measured on: crop_filter's,
+    or for whole images the first paired profile's HR tiles."""
+    return hr_stage(PAIRED[0]) if WHOLE_IMAGES else "crop_filter"
+
+
+def quality_split():
+    """The table giving the split of every HR image of quality_stage()."""
+    return f"results/{quality_stage()}/manifest.parquet" if WHOLE_IMAGES else "results/split/manifest.parquet"
 
 
 def methods_for(profile):
@@ -139,7 +161,7 @@ def uses_pipeline_features(name):
 
 def train_sr_inputs(wildcards):
     inputs = {
-        "hr": shard_paths("crop_filter"),
+        "hr": shard_paths(hr_stage(wildcards.profile)),
         "lr": shard_paths(f"degrade/{wildcards.profile}"),
     }
     if uses_pipeline_features(wildcards.model):
@@ -210,6 +232,8 @@ def classification_outputs():
 
 
 def final_outputs():
+    if WHOLE_IMAGES:
+        return whole_image_outputs()
     manifests = ["ingest", "crop_filter", "split"]
     manifests += [f"degrade/{profile}" for profile in PROFILES]
     manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
@@ -218,3 +242,18 @@ def final_outputs():
         "results/report/summary.md",
         "results/report/viewer.html",
     ] + [f"results/export/{profile}/{method}" for profile, method in EXPORT_PAIRS]
+
+
+def whole_image_outputs():
+    """What a run on whole images produces: the ingested images and, for a magnification series,
+    the registration tables, every paired profile's LR/HR tiles, SR outputs and metrics."""
+    outputs = ["results/ingest/manifest.parquet", "results/ingest/rejected.parquet"]
+    if config["dataset"]["layout"]["type"] != "magnification_series":
+        return outputs
+    outputs += ["results/register/pairs.parquet", "results/register/rejected.parquet", "results/split/manifest.parquet"]
+    manifests = [f"degrade/{p}" for p in PAIRED] + [f"paired/{p}/hr" for p in PAIRED]
+    manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
+    outputs += [f"results/{m}/manifest.parquet" for m in manifests]
+    if PAIRED:
+        outputs.append("results/metrics/summary.parquet")
+    return outputs

@@ -4,6 +4,9 @@ rule degrade:
         split="results/split/manifest.parquet",
     output:
         intermediate("results/degrade/{profile}/shards/{shard}.parquet"),
+    wildcard_constraints:
+        # Paired profiles come from the paired rule (workflow/rules/register.smk).
+        profile="|".join(SYNTHETIC_PROFILES) or "no-synthetic-profiles",
     params:
         profile=lambda wc: PROFILES[wc.profile],
         seed=config["seed"],

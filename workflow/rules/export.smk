@@ -8,6 +8,8 @@ rule export_images:
         directory("results/export/{profile}/{method}"),
     log:
         "results/logs/export/{profile}/{method}.log",
+    benchmark:
+        "results/benchmarks/export/{profile}/{method}.tsv"
     conda:
         "../../envs/core.yaml"
     script:

@@ -3,7 +3,10 @@ rule fetch:
         directory(f"results/raw/{DATASET}"),
     params:
         source=config["dataset"]["source"],
-        synthetic=config["synthetic"] if config["dataset"]["source"]["type"] == "synthetic" else None,
+        # The generator's own config slice: synthetic (karyotypes) or spreads (metaphase series).
+        synthetic={"synthetic": config["synthetic"], "metaphase": config["spreads"]}.get(
+            config["dataset"]["source"]["type"]
+        ),
         seed=config["seed"],
     log:
         "results/logs/fetch.log",

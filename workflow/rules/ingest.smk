@@ -49,7 +49,7 @@ rule manifest:
     output:
         "results/{output}/manifest.parquet",
     wildcard_constraints:
-        output=r"ingest|crop_filter|degrade/[A-Za-z0-9_]+|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
+        output=r"ingest|crop_filter|degrade/[A-Za-z0-9_]+|paired/[A-Za-z0-9_]+/hr|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
     log:
         "results/logs/manifest/{output}.log",
     conda:

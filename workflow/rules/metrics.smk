@@ -1,7 +1,7 @@
 rule fit_niqe:
     input:
-        hr=shard_paths("crop_filter"),
-        split="results/split/manifest.parquet",
+        hr=shard_paths(quality_stage()),
+        split=quality_split(),
         external_model=user_file(config["metrics"]["niqe_params_file"]),
     output:
         "results/metrics/niqe_pristine.npz",
@@ -19,7 +19,7 @@ rule fit_niqe:
 
 rule metrics:
     input:
-        hr="results/crop_filter/shards/{shard}.parquet",
+        hr=lambda wc: f"results/{hr_stage(wc.profile)}/shards/{wc.shard}.parquet",
         sr="results/sr/{method}/{profile}/shards/{shard}.parquet",
         pristine="results/metrics/niqe_pristine.npz",
     output:
@@ -38,8 +38,8 @@ rule metrics:
 
 rule hr_quality:
     input:
-        hr="results/crop_filter/shards/{shard}.parquet",
-        split="results/split/manifest.parquet",
+        hr=f"results/{quality_stage()}/shards/{{shard}}.parquet",
+        split=quality_split(),
         pristine="results/metrics/niqe_pristine.npz",
     output:
         "results/metrics/HR/{shard}.parquet",

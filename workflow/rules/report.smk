@@ -123,6 +123,8 @@ rule viewer:
         max_images=config["report"]["viewer_max_images"],
     log:
         "results/logs/report/viewer.log",
+    benchmark:
+        "results/benchmarks/report/viewer.tsv"
     conda:
         "../../envs/core.yaml"
     script:

@@ -1,6 +1,7 @@
 rule split:
     input:
-        "results/crop_filter/manifest.parquet",
+        # Whole images are split by their group (the slide) straight after ingest.
+        "results/ingest/manifest.parquet" if WHOLE_IMAGES else "results/crop_filter/manifest.parquet",
     output:
         report(
             "results/split/manifest.parquet",

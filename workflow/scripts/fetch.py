@@ -1,8 +1,10 @@
-from karyosr import fetch, logs, synthetic
+from karyosr import fetch, logs, spreads, synthetic
 
 logs.setup(snakemake.log[0])
 source = snakemake.params.source
 if source["type"] == "synthetic":
     synthetic.generate(snakemake.output[0], snakemake.params.synthetic, snakemake.params.seed)
+elif source["type"] == "metaphase":
+    spreads.generate(snakemake.output[0], snakemake.params.synthetic, snakemake.params.seed)
 else:
     fetch.fetch_source(source, snakemake.output[0], cache_dir="resources/downloads")

@@ -1,0 +1,4 @@
+from karyosr import logs, pairs
+
+logs.setup(snakemake.log[0])
+pairs.run_pairs_manifest(list(snakemake.input), snakemake.output.pairs, snakemake.output.rejected)

@@ -1,0 +1,4 @@
+from karyosr import logs, pairs
+
+logs.setup(snakemake.log[0])
+pairs.run_register(snakemake.input[0], snakemake.params.register, snakemake.output[0])

@@ -64,3 +64,9 @@ def test_snakemake_lint_is_clean():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_workflow_files_are_snakefmt_formatted():
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"run `snakefmt workflow` to format:\n{result.stdout}{result.stderr}"

@@ -170,13 +170,19 @@ def write_viewer(path, title: str, **inputs) -> dict:
 
 def choose_images(split: pd.DataFrame, max_images: int) -> pd.DataFrame:
     """The test images the viewer offers: all of them, or a fixed class-spread choice of
-    ``max_images`` (report.pick_samples), sorted by image_id."""
+    ``max_images`` (report.pick_samples), in natural order of image_id (``c1 2a`` before ``c1 10a``)."""
     from karyosr.report import pick_samples
 
     test = split[split["split"] == "test"]
     chosen = set(pick_samples(split, max_images)) if len(test) > max_images else set(test["image_id"])
     columns = [c for c in ("image_id", "class_name", "label") if c in test.columns]
-    return test.loc[test["image_id"].isin(chosen), columns].sort_values("image_id").reset_index(drop=True)
+    chosen = test.loc[test["image_id"].isin(chosen), columns]
+    return chosen.sort_values("image_id", key=lambda ids: ids.map(natural_key)).reset_index(drop=True)
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders the digit runs of a string by value: 'c 2' < 'c 10'."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
 
 
 def input_key(kind: str, profile: str, method: str = "") -> str:

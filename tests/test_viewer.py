@@ -112,7 +112,7 @@ def test_choose_images_caps_the_test_split_with_a_fixed_class_spread():
     split = pd.DataFrame({"image_id": [f"d/g{i}/i{i}" for i in range(30)], "class_name": [str(i % 5) for i in range(30)],
                           "label": [i % 5 for i in range(30)], "split": ["test"] * 20 + ["train"] * 10})
     everything = viewer.choose_images(split, 400)
-    assert list(everything["image_id"]) == sorted(f"d/g{i}/i{i}" for i in range(20))
+    assert list(everything["image_id"]) == [f"d/g{i}/i{i}" for i in range(20)]  # natural order: g2 before g10
     capped = viewer.choose_images(split, 5)
     assert len(capped) == 5 and set(capped["class_name"]) == {"0", "1", "2", "3", "4"}
     assert capped.equals(viewer.choose_images(split, 5))

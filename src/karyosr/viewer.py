@@ -33,7 +33,10 @@ import pandas as pd
 
 from karyosr import atomic, shards
 from karyosr.export import HR, LR
-from karyosr.report import load_images, pick_samples
+
+# karyosr.report (its load_images and pick_samples) is imported where used: the workflow imports
+# this module when it parses (input_key), and report's imports (scipy.stats) would add a second
+# to every Snakemake start.
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +170,19 @@ def write_viewer(path, title: str, **inputs) -> dict:
 
 def choose_images(split: pd.DataFrame, max_images: int) -> pd.DataFrame:
     """The test images the viewer offers: all of them, or a fixed class-spread choice of
-    ``max_images`` (report.pick_samples), sorted by image_id."""
+    ``max_images`` (report.pick_samples), in natural order of image_id (``c1 2a`` before ``c1 10a``)."""
+    from karyosr.report import pick_samples
+
     test = split[split["split"] == "test"]
     chosen = set(pick_samples(split, max_images)) if len(test) > max_images else set(test["image_id"])
     columns = [c for c in ("image_id", "class_name", "label") if c in test.columns]
-    return test.loc[test["image_id"].isin(chosen), columns].sort_values("image_id").reset_index(drop=True)
+    chosen = test.loc[test["image_id"].isin(chosen), columns]
+    return chosen.sort_values("image_id", key=lambda ids: ids.map(natural_key)).reset_index(drop=True)
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders the digit runs of a string by value: 'c 2' < 'c 10'."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
 
 
 def input_key(kind: str, profile: str, method: str = "") -> str:
@@ -183,6 +194,8 @@ def input_key(kind: str, profile: str, method: str = "") -> str:
 def run(inputs: Mapping, profiles: list[dict], title: str, max_images: int, out_html) -> dict:
     """The rule's work: read what the page shows and write it. ``inputs`` holds ``split``,
     ``per_image``, ``hr_quality``, ``hr`` (shards) and the LR/SR shards under input_key()."""
+    from karyosr.report import load_images
+
     images = choose_images(shards.read_table(inputs["split"]), max_images)
     ids = list(images["image_id"])
     lr = {p["name"]: load_images(inputs[input_key("lr", p["name"])], ids) for p in profiles}

@@ -7,17 +7,17 @@ rule classifier_inputs:
         unpack(classifier_input_sources),
     output:
         intermediate("results/classify/inputs/{input}/shards/{shard}.parquet"),
-    wildcard_constraints:
-        input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
-    params:
-        device=config["classify"]["device"],
-    threads: 2
     log:
         "results/logs/classify/inputs/{input}/{shard}.log",
     benchmark:
         "results/benchmarks/classify/inputs/{input}/{shard}.tsv"
+    wildcard_constraints:
+        input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    params:
+        device=config["classify"]["device"],
     script:
         "../scripts/classifier_inputs.py"
 
@@ -28,17 +28,17 @@ rule balance:
         split="results/split/manifest.parquet",
     output:
         intermediate("results/classify/balanced/{input}/{method}.parquet"),
-    wildcard_constraints:
-        method=r"none|random_oversample|smote",
-    params:
-        balance={k: config["classify"][k] for k in ("sampling_strategy", "k_neighbors")},
-        seed=config["seed"],
     log:
         "results/logs/classify/balance/{input}/{method}.log",
     benchmark:
         "results/benchmarks/classify/balance/{input}/{method}.tsv"
+    wildcard_constraints:
+        method=r"none|random_oversample|smote",
     conda:
         "../../envs/core.yaml"
+    params:
+        balance={k: config["classify"][k] for k in ("sampling_strategy", "k_neighbors")},
+        seed=config["seed"],
     script:
         "../scripts/balance.py"
 
@@ -52,26 +52,26 @@ rule train_classifier:
     output:
         model="results/classify/models/{experiment}/seed{seed}/model.safetensors",
         history="results/classify/models/{experiment}/seed{seed}/history.parquet",
+    log:
+        "results/logs/classify/train/{experiment}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/classify/train/{experiment}/seed{seed}.tsv"
     wildcard_constraints:
         seed=r"\d+",
-    params:
-        experiment=lambda wc: experiment_settings(wc.experiment),
-        checkpoint_dir=lambda wc: f"results/checkpoints/classify/{wc.experiment}/seed{wc.seed}",
-        # Recorded in the model file's metadata: how images are cropped (and degraded) for it.
-        crop=config["crop_filter"],
-        profile=lambda wc: experiment_profile(wc.experiment),
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=8000,
         runtime=lambda wc, attempt: 60 * attempt,
-    log:
-        "results/logs/classify/train/{experiment}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/classify/train/{experiment}/seed{seed}.tsv"
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        experiment=lambda wc: experiment_settings(wc.experiment),
+        checkpoint_dir=lambda wc: f"results/checkpoints/classify/{wc.experiment}/seed{wc.seed}",
+        # Recorded in the model file's metadata: how images are cropped (and degraded) for it.
+        crop=config["crop_filter"],
+        profile=lambda wc: experiment_profile(wc.experiment),
     script:
         "../scripts/train_classifier.py"
 
@@ -84,25 +84,29 @@ rule predict:
     output:
         predictions="results/classify/predictions/{experiment}/seed{seed}.parquet",
         features="results/classify/features/{experiment}/seed{seed}.parquet",
-    wildcard_constraints:
-        seed=r"\d+",
-    params:
-        experiment=lambda wc: experiment_settings(wc.experiment),
-    threads: 2
     log:
         "results/logs/classify/predict/{experiment}/seed{seed}.log",
     benchmark:
         "results/benchmarks/classify/predict/{experiment}/seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    params:
+        experiment=lambda wc: experiment_settings(wc.experiment),
     script:
         "../scripts/predict.py"
 
 
 rule classification_summary:
     input:
-        predictions=expand("results/classify/predictions/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS),
-        features=expand("results/classify/features/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS[:1]),
+        predictions=expand(
+            "results/classify/predictions/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS
+        ),
+        features=expand(
+            "results/classify/features/{experiment}/seed{seed}.parquet", experiment=EXPERIMENTS, seed=SEEDS[:1]
+        ),
     output:
         predictions="results/classify/summary/predictions.parquet",
         cells="results/classify/summary/cells.parquet",
@@ -113,15 +117,15 @@ rule classification_summary:
         confusion=expand("results/classify/summary/confusion_{experiment}.parquet", experiment=EXPERIMENTS),
         confusion_png=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
         tsne=report("results/report/tsne.png", caption="../report/tsne.rst", category="Classification"),
-    params:
-        experiments=config["classify"]["experiments"],
-        bootstrap=config["classify"]["bootstrap"],
-        decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
     log:
         "results/logs/classify/summary.log",
     benchmark:
         "results/benchmarks/classify/summary.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        experiments=config["classify"]["experiments"],
+        bootstrap=config["classify"]["bootstrap"],
+        decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
     script:
         "../scripts/classification_summary.py"

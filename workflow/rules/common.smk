@@ -22,11 +22,16 @@ elif importlib.util.find_spec("karyosr") is None:
         "install it in the environment that runs Snakemake: pip install karyosr (or pip install -e <checkout>)"
     )
 
-from karyosr.config import WHOLE_IMAGE_LAYOUTS, load_schema, sr_model_settings, sr_run_settings, validate as validate_config
+from karyosr.config import (
+    WHOLE_IMAGE_LAYOUTS,
+    load_schema,
+    sr_model_settings,
+    sr_run_settings,
+    validate as validate_config,
+)
 from karyosr.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
 from karyosr.viewer import input_key as viewer_input_key
 from karyosr.shards import shard_names
-
 
 validate_config(config, load_schema(WORKFLOW_DIR / "schemas/config.schema.yaml"))
 
@@ -141,7 +146,9 @@ def export_sources(wildcards):
 
 def viewer_profiles():
     """Every profile with its methods, in config order: what viewer.html shows."""
-    return [{"name": name, "scale": profile["scale"], "methods": methods_for(name)} for name, profile in PROFILES.items()]
+    return [
+        {"name": name, "scale": profile["scale"], "methods": methods_for(name)} for name, profile in PROFILES.items()
+    ]
 
 
 def viewer_inputs(wildcards):
@@ -237,11 +244,16 @@ def final_outputs():
     manifests = ["ingest", "crop_filter", "split"]
     manifests += [f"degrade/{profile}" for profile in PROFILES]
     manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
-    return [f"results/{m}/manifest.parquet" for m in manifests] + classification_outputs() + [
-        "results/report/index.html",
-        "results/report/summary.md",
-        "results/report/viewer.html",
-    ] + [f"results/export/{profile}/{method}" for profile, method in EXPORT_PAIRS]
+    return (
+        [f"results/{m}/manifest.parquet" for m in manifests]
+        + classification_outputs()
+        + [
+            "results/report/index.html",
+            "results/report/summary.md",
+            "results/report/viewer.html",
+        ]
+        + [f"results/export/{profile}/{method}" for profile, method in EXPORT_PAIRS]
+    )
 
 
 def whole_image_outputs():

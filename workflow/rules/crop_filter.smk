@@ -4,15 +4,15 @@ rule crop_filter:
     output:
         shard="results/crop_filter/shards/{shard}.parquet",
         rejected="results/crop_filter/rejected/{shard}.parquet",
-    params:
-        crop_filter=config["crop_filter"],
-    resources:
-        mem_mb=lambda wc, input: max(4 * input.size_mb, 1000),
     log:
         "results/logs/crop_filter/{shard}.log",
     benchmark:
         "results/benchmarks/crop_filter/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
+    resources:
+        mem_mb=lambda wc, input: max(4 * input.size_mb, 1000),
+    params:
+        crop_filter=config["crop_filter"],
     script:
         "../scripts/crop_filter.py"

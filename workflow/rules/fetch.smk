@@ -1,6 +1,12 @@
 rule fetch:
     output:
         directory(f"results/raw/{DATASET}"),
+    log:
+        "results/logs/fetch.log",
+    benchmark:
+        "results/benchmarks/fetch.tsv"
+    conda:
+        "../../envs/core.yaml"
     params:
         source=config["dataset"]["source"],
         # The generator's own config slice: synthetic (karyotypes) or spreads (metaphase series).
@@ -8,11 +14,5 @@ rule fetch:
             config["dataset"]["source"]["type"]
         ),
         seed=config["seed"],
-    log:
-        "results/logs/fetch.log",
-    benchmark:
-        "results/benchmarks/fetch.tsv"
-    conda:
-        "../../envs/core.yaml"
     script:
         "../scripts/fetch.py"

@@ -4,16 +4,16 @@ rule inventory:
         raw_root(),
     output:
         "results/ingest/inventory.parquet",
-    params:
-        dataset=DATASET,
-        layout=config["dataset"]["layout"],
-        n_shards=config["shards"],
     log:
         "results/logs/ingest/inventory.log",
     benchmark:
         "results/benchmarks/ingest/inventory.tsv"
     conda:
         "../../envs/core.yaml"
+    params:
+        dataset=DATASET,
+        layout=config["dataset"]["layout"],
+        n_shards=config["shards"],
     script:
         "../scripts/inventory.py"
 
@@ -25,19 +25,19 @@ rule ingest:
     output:
         shard=intermediate("results/ingest/shards/{shard}.parquet"),
         rejected="results/ingest/rejected/{shard}.parquet",
-    params:
-        layout=config["dataset"]["layout"],
-        max_pixels=config["ingest"]["max_pixels"],
-        n_shards=config["shards"],
-    resources:
-        # The raw files are not a declared input (the folder is), so memory cannot follow input size.
-        mem_mb=2000,
     log:
         "results/logs/ingest/{shard}.log",
     benchmark:
         "results/benchmarks/ingest/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
+    resources:
+        # The raw files are not a declared input (the folder is), so memory cannot follow input size.
+        mem_mb=2000,
+    params:
+        layout=config["dataset"]["layout"],
+        max_pixels=config["ingest"]["max_pixels"],
+        n_shards=config["shards"],
     script:
         "../scripts/ingest.py"
 
@@ -48,10 +48,10 @@ rule manifest:
         lambda wc: shard_paths(wc.output),
     output:
         "results/{output}/manifest.parquet",
-    wildcard_constraints:
-        output=r"ingest|crop_filter|degrade/[A-Za-z0-9_]+|paired/[A-Za-z0-9_]+/hr|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
     log:
         "results/logs/manifest/{output}.log",
+    wildcard_constraints:
+        output=r"ingest|crop_filter|degrade/[A-Za-z0-9_]+|paired/[A-Za-z0-9_]+/hr|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
     conda:
         "../../envs/core.yaml"
     script:
@@ -63,10 +63,10 @@ rule rejected:
         expand("results/{{stage}}/rejected/{shard}.parquet", shard=SHARDS),
     output:
         "results/{stage}/rejected.parquet",
-    wildcard_constraints:
-        stage=r"ingest|crop_filter",
     log:
         "results/logs/rejected/{stage}.log",
+    wildcard_constraints:
+        stage=r"ingest|crop_filter",
     conda:
         "../../envs/core.yaml"
     script:

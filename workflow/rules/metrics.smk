@@ -5,14 +5,14 @@ rule fit_niqe:
         external_model=user_file(config["metrics"]["niqe_params_file"]),
     output:
         "results/metrics/niqe_pristine.npz",
-    params:
-        metrics=config["metrics"],
     log:
         "results/logs/fit_niqe.log",
     benchmark:
         "results/benchmarks/fit_niqe.tsv"
     conda:
         "../../envs/core.yaml"
+    params:
+        metrics=config["metrics"],
     script:
         "../scripts/fit_niqe.py"
 
@@ -24,14 +24,14 @@ rule metrics:
         pristine="results/metrics/niqe_pristine.npz",
     output:
         "results/metrics/{method}/{profile}/{shard}.parquet",
-    params:
-        metrics=config["metrics"],
     log:
         "results/logs/metrics/{method}/{profile}/{shard}.log",
     benchmark:
         "results/benchmarks/metrics/{method}/{profile}/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
+    params:
+        metrics=config["metrics"],
     script:
         "../scripts/metrics.py"
 
@@ -43,14 +43,14 @@ rule hr_quality:
         pristine="results/metrics/niqe_pristine.npz",
     output:
         "results/metrics/HR/{shard}.parquet",
-    params:
-        metrics=config["metrics"],
     log:
         "results/logs/metrics/HR/{shard}.log",
     benchmark:
         "results/benchmarks/metrics/HR/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
+    params:
+        metrics=config["metrics"],
     script:
         "../scripts/hr_quality.py"
 

@@ -8,16 +8,16 @@ rule register:
         "results/ingest/shards/{shard}.parquet",
     output:
         "results/register/shards/{shard}.parquet",
-    params:
-        register=config["register"],
-    resources:
-        mem_mb=lambda wc, input: max(6 * input.size_mb, 1000),
     log:
         "results/logs/register/{shard}.log",
     benchmark:
         "results/benchmarks/register/{shard}.tsv"
     conda:
         "../../envs/core.yaml"
+    resources:
+        mem_mb=lambda wc, input: max(6 * input.size_mb, 1000),
+    params:
+        register=config["register"],
     script:
         "../scripts/register.py"
 
@@ -47,17 +47,17 @@ rule paired:
     output:
         lr="results/degrade/{profile}/shards/{shard}.parquet",
         hr="results/paired/{profile}/hr/shards/{shard}.parquet",
-    wildcard_constraints:
-        profile="|".join(PAIRED) or "no-paired-profiles",
-    params:
-        profile=lambda wc: PROFILES[wc.profile],
-    resources:
-        mem_mb=lambda wc, input: max(6 * input.size_mb, 1000),
     log:
         "results/logs/paired/{profile}/{shard}.log",
     benchmark:
         "results/benchmarks/paired/{profile}/{shard}.tsv"
+    wildcard_constraints:
+        profile="|".join(PAIRED) or "no-paired-profiles",
     conda:
         "../../envs/core.yaml"
+    resources:
+        mem_mb=lambda wc, input: max(6 * input.size_mb, 1000),
+    params:
+        profile=lambda wc: PROFILES[wc.profile],
     script:
         "../scripts/paired.py"

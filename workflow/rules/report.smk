@@ -11,15 +11,15 @@ rule sample_grid:
             category="Super-resolution",
             subcategory="{profile}",
         ),
-    params:
-        n_images=config["report"]["sample_images"],
-        methods=lambda wc: methods_for(wc.profile),
     log:
         "results/logs/report/samples_{profile}.log",
     benchmark:
         "results/benchmarks/report/samples_{profile}.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        n_images=config["report"]["sample_images"],
+        methods=lambda wc: methods_for(wc.profile),
     script:
         "../scripts/sample_grid.py"
 
@@ -36,14 +36,14 @@ rule plot_quality:
             subcategory="{profile}",
         ),
         svg="results/report/quality_{profile}.svg",
-    params:
-        methods=lambda wc: methods_for(wc.profile),
     log:
         "results/logs/report/quality_{profile}.log",
     benchmark:
         "results/benchmarks/report/quality_{profile}.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        methods=lambda wc: methods_for(wc.profile),
     script:
         "../scripts/plot_quality.py"
 
@@ -90,6 +90,12 @@ rule report:
         markdown="results/report/summary.md",
         classifier_curves="results/report/classifier_curves.png" if EXPERIMENTS else [],
         tables=multiext("results/report/tables/", *[f"{t}.{e}" for t in REPORT_TABLES for e in ("csv", "parquet")]),
+    log:
+        "results/logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    conda:
+        "../../envs/report.yaml"
     params:
         report=config["report"],
         profiles=list(PROFILES),
@@ -97,12 +103,6 @@ rule report:
         experiments=config["classify"]["experiments"],
         bootstrap=config["classify"]["bootstrap"],
         decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
-    log:
-        "results/logs/report/report.log",
-    benchmark:
-        "results/benchmarks/report/report.tsv"
-    conda:
-        "../../envs/report.yaml"
     script:
         "../scripts/report.py"
 
@@ -117,15 +117,15 @@ rule viewer:
         hr_quality="results/metrics/hr_quality.parquet",
     output:
         report("results/report/viewer.html", caption="../report/viewer.rst", category="Report"),
-    params:
-        profiles=viewer_profiles(),
-        title=f"{config['report']['title']}: image viewer",
-        max_images=config["report"]["viewer_max_images"],
     log:
         "results/logs/report/viewer.log",
     benchmark:
         "results/benchmarks/report/viewer.tsv"
     conda:
         "../../envs/core.yaml"
+    params:
+        profiles=viewer_profiles(),
+        title=f"{config['report']['title']}: image viewer",
+        max_images=config["report"]["viewer_max_images"],
     script:
         "../scripts/viewer.py"

@@ -8,14 +8,14 @@ rule split:
             caption="../report/split.rst",
             category="Dataset",
         ),
-    params:
-        fractions=config["split"]["fractions"],
-        seed=config["seed"],
     log:
         "results/logs/split.log",
     benchmark:
         "results/benchmarks/split.tsv"
     conda:
         "../../envs/core.yaml"
+    params:
+        fractions=config["split"]["fractions"],
+        seed=config["seed"],
     script:
         "../scripts/split.py"

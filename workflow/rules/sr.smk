@@ -8,23 +8,23 @@ rule train_features:
         split="results/split/manifest.parquet",
     output:
         "results/models/features/model.safetensors",
-    params:
-        features={**config["sr"]["features"], "device": config["sr"]["device"]},
-        seed=config["seed"],
-        checkpoint_dir="results/checkpoints/features",
-        crop=config["crop_filter"],
-    threads: 2
-    resources:
-        gpu=1,
-        cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=8000,
-        runtime=lambda wc, attempt: 30 * attempt,
     log:
         "results/logs/train_features.log",
     benchmark:
         "results/benchmarks/train_features.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        features={**config["sr"]["features"], "device": config["sr"]["device"]},
+        seed=config["seed"],
+        checkpoint_dir="results/checkpoints/features",
+        crop=config["crop_filter"],
     script:
         "../scripts/train_features.py"
 
@@ -40,8 +40,20 @@ rule train_sr:
             category="Training",
             subcategory="{model}",
         ),
+    log:
+        "results/logs/train_sr/{model}/{profile}.log",
+    benchmark:
+        "results/benchmarks/train_sr/{model}/{profile}.tsv"
     wildcard_constraints:
         model="|".join(SR_MODELS) or "no-learned-models",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 60 * attempt,
     params:
         model=lambda wc: sr_model_settings(config, wc.model),
         seed=config["seed"],
@@ -50,18 +62,6 @@ rule train_sr:
         crop=lambda wc: None if wc.profile in PAIRED else config["crop_filter"],
         # Not an output: a rerun after a kill resumes from it, and Snakemake must not delete it.
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}/{wc.profile}",
-    threads: 2
-    resources:
-        gpu=1,
-        cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=8000,
-        runtime=lambda wc, attempt: 60 * attempt,
-    log:
-        "results/logs/train_sr/{model}/{profile}.log",
-    benchmark:
-        "results/benchmarks/train_sr/{model}/{profile}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train_sr.py"
 
@@ -72,21 +72,21 @@ rule infer_sr:
         model="results/models/{model}/{profile}/model.safetensors",
     output:
         intermediate("results/sr/{model}/{profile}/shards/{shard}.parquet"),
+    log:
+        "results/logs/sr/{model}/{profile}/{shard}.log",
+    benchmark:
+        "results/benchmarks/sr/{model}/{profile}/{shard}.tsv"
     wildcard_constraints:
         model="|".join(SR_MODELS) or "no-learned-models",
-    params:
-        settings=SR_SETTINGS,
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
         mem_mb=8000,
         runtime=lambda wc, attempt: 30 * attempt,
-    log:
-        "results/logs/sr/{model}/{profile}/{shard}.log",
-    benchmark:
-        "results/benchmarks/sr/{model}/{profile}/{shard}.tsv"
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        settings=SR_SETTINGS,
     script:
         "../scripts/infer_sr.py"

@@ -229,8 +229,14 @@ async function until(check, what) {{
   }}
   throw new Error("timed out waiting for " + what);
 }}
+// pixels are read through a scratch canvas made for repeated reads, so Chromium logs no advice
+// about the page's own canvases (which are drawn, not read)
+const scratch = document.createElement("canvas").getContext("2d", {{willReadFrequently: true}});
 function digest(canvas) {{
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  scratch.canvas.width = canvas.width;
+  scratch.canvas.height = canvas.height;
+  scratch.drawImage(canvas, 0, 0);
+  const data = scratch.getImageData(0, 0, canvas.width, canvas.height).data;
   let hash = 0, sum = 0;
   for (let i = 0; i < data.length; i += 4) {{ hash = (Math.imul(hash, 31) + data[i]) >>> 0; sum += data[i]; }}
   return [hash, sum / (data.length / 4)];
@@ -261,7 +267,9 @@ frame.addEventListener("load", async () => {{
     panels()[1].dispatchEvent(new WheelEvent("wheel", {{deltaY: -100, clientX: box.left + 30, clientY: box.top + 30,
       bubbles: true, cancelable: true}}));
     const zoomed = state();
-    $("class").value = "Y";
+    // the last class of the list (Y or X when the test cells hold them; any present class does)
+    const picked = $("class").options[$("class").options.length - 1].value;
+    $("class").value = picked;
     $("class").dispatchEvent(new Event("change"));
     const found = Array.from(list.options, (o) => o.textContent);
     const count = $("count").textContent;
@@ -275,7 +283,7 @@ frame.addEventListener("load", async () => {{
     const other = state();
     const resources = frame.contentWindow.performance.getEntriesByType("resource")
       .map((e) => e.name).filter((n) => !n.startsWith("data:"));
-    out.textContent = JSON.stringify({{title: doc.title, listed, first, second, slid, zoomed, found, count, other,
+    out.textContent = JSON.stringify({{title: doc.title, listed, first, second, slid, zoomed, picked, found, count, other,
       searched, classes,
       resources, errors, images: JSON.parse($("data").textContent).images}});
   }} catch (e) {{
@@ -353,10 +361,11 @@ def test_slider_and_zoom_move(viewer_run):
 
 def test_search_by_class_and_profile_switch(viewer_run):
     state, _ = viewer_run
-    y_images = [image["id"] for image in state["images"] if image["cls"] == "Y"]
-    assert y_images and state["found"] == [f"{i}  [Y]" for i in y_images]
+    picked = state["picked"]
+    y_images = [image["id"] for image in state["images"] if image["cls"] == picked]
+    assert y_images and state["found"] == [f"{i}  [{picked}]" for i in y_images]
     assert state["count"] == f"{len(y_images)} of {len(state['images'])} test images"
-    # the id search narrows within the class: the end of the first Y image's id finds it
+    # the id search narrows within the class: the end of the class's first image id finds it
     assert y_images[0] in state["searched"][0] and 1 <= len(state["searched"]) <= len(y_images)
     present = {image["cls"] for image in state["images"]}
     assert state["classes"] == [""] + sorted(present, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else c))

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from . import synthetic
+from .atomic import atomic_dir
 from .registration import Transform
 from .resize import imresize
 
@@ -394,11 +392,8 @@ def generate(out_dir: str | os.PathLike, params: dict | None, seed: int) -> tupl
     complete or not at all (built in a temporary sibling, then renamed).
     """
     p = resolve_params(params)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
     files, truths = [], []
-    try:
+    with atomic_dir(out_dir) as tmp:
         for i in range(int(p["n_slides"])):
             series = magnification_series(params, seed, i)
             images = {_mag_label(series.view_magnification): series.view, **series.low}
@@ -411,10 +406,4 @@ def generate(out_dir: str | os.PathLike, params: dict | None, seed: int) -> tupl
             truths.append(series.truth)
         truth = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame()
         truth.to_csv(tmp / "registration_truth.csv", index=False)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return pd.DataFrame(files, columns=["path", "slide", "magnification"]), truth

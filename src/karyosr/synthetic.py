@@ -9,13 +9,12 @@ from __future__ import annotations
 import functools
 import math
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+
+from karyosr.atomic import atomic_dir
 
 DEFAULTS: dict = {
     "n_cells": 24,
@@ -228,11 +227,8 @@ def generate(out_dir: str | os.PathLike, params: dict, seed: int) -> pd.DataFram
     male = np.zeros(n_cells, dtype=bool)
     male[np.random.default_rng([seed, 3]).permutation(n_cells)[:n_male]] = True
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
     rows = []
-    try:
+    with atomic_dir(out_dir) as tmp:
         for ci in range(n_cells):
             cell = f"c{ci:04d}"
             style = _cell_style(np.random.default_rng([seed, 1, ci]), p)
@@ -245,12 +241,6 @@ def generate(out_dir: str | os.PathLike, params: dict, seed: int) -> pd.DataFram
                 if not cv2.imwrite(str(cell_dir / name), img):
                     raise OSError(f"cv2.imwrite failed for {cell_dir / name}")
                 rows.append((f"single_chromosomes/{cell}/{name}", cell, label, "M" if male[ci] else "F"))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     df = pd.DataFrame(rows, columns=["path", "cell", "label", "sex"])
     df["label"] = df["label"].astype("int64")
     return df

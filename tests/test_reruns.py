@@ -211,8 +211,8 @@ def profile_jobs(config, profile: str) -> set[str]:
 
 
 def summary_jobs(changed_profiles, training: bool = False) -> set[str]:
-    """Aggregation and report after SR outputs of changed_profiles changed."""
-    jobs = {job("aggregate_metrics"), job("report"), job("all")}
+    """Aggregation, report and comparison viewer after SR outputs of changed_profiles changed."""
+    jobs = {job("aggregate_metrics"), job("report"), job("viewer"), job("all")}
     jobs |= {job("plot_quality", profile=p) for p in changed_profiles}
     jobs |= {job("sample_grid", profile=p) for p in changed_profiles}
     if training:
@@ -268,7 +268,7 @@ def expect_new_profile(config):
 
 
 def expect_report_title(config):
-    return {job("report"), job("all")}
+    return {job("report"), job("viewer"), job("all")}  # the viewer's page is titled after the report
 
 
 def with_classifier_lr(config):

@@ -283,14 +283,16 @@ def test_enhance_missing_model_and_wrong_kind(trained, tmp_path):
 
 
 def test_tiles_join_seamlessly(trained):
-    """A tiled image equals the whole-image result when each tile's context covers the network's
-    receptive field (SRCNN 5-3-3 plus the bicubic skip: 5 LR pixels); without context the seams show."""
+    """A tiled image equals the whole-image result (within rounding) when the half of each tile's
+    context that is blended covers the network's receptive field (SRCNN 5-3-3 plus the bicubic
+    skip: 5 LR pixels); without context the seams show."""
     model, _ = sr_infer.load_model(trained["paths"]["sr"])
     rng = np.random.default_rng(2)
     image = cv2.resize(banded_rod(1, rng, 96), (48, 40), interpolation=cv2.INTER_AREA)
     cpu = torch.device("cpu")
     whole = sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 0)
-    np.testing.assert_array_equal(sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 16, overlap=8), whole)
+    tiled = sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 16, overlap=12)
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1 and (tiled == whole).mean() > 0.999
     seams = sr_infer.predict_tiled(model, image[None], SCALE, 255.0, cpu, 16, overlap=0)
     assert (seams != whole).any()
 

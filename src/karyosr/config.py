@@ -42,7 +42,7 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-SR_RUN_KEYS = ("device", "bf16", "compile", "tile", "infer_batch_size")
+SR_RUN_KEYS = ("device", "bf16", "compile", "tile", "tile_overlap", "infer_batch_size")
 
 
 def sr_run_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -52,9 +52,9 @@ def sr_run_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 def sr_model_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     """One SR model's config slice as train_sr receives it: the model's keys plus the run-wide
-    settings training depends on (not the inference tile size, so changing it does not retrain)."""
+    settings training depends on (not the inference tiling, so changing it does not retrain)."""
     model = next(m for m in config["sr"]["models"] if m["name"] == name)
-    return {**model, **{k: v for k, v in sr_run_settings(config).items() if k != "tile"}}
+    return {**model, **{k: v for k, v in sr_run_settings(config).items() if k not in ("tile", "tile_overlap")}}
 
 
 def _key(error: jsonschema.ValidationError) -> str:

@@ -104,6 +104,12 @@ def pair_id(low_id: str, high_id: str) -> str:
     return f"{high_id}@{'/'.join(low_id.split('/')[-2:])}"
 
 
+def registration_of(row) -> Registration:
+    """A pairs-table row (a named tuple) as the :class:`Registration` it records."""
+    return Registration(Transform(row.cx, row.cy, row.scale, row.rotation_deg), row.score, row.overlap, row.method,
+                        row.nominal_ratio, (int(row.view_h), int(row.view_w)), row.reason or None)
+
+
 def cut_tiles(meta: pd.DataFrame, images: list[np.ndarray], pairs: pd.DataFrame, splits: dict[str, str],
               profile_name: str, profile: dict):
     """(LR rows, LR tiles, HR rows, HR tiles) of every accepted pair whose nominal ratio is the
@@ -121,9 +127,7 @@ def cut_tiles(meta: pd.DataFrame, images: list[np.ndarray], pairs: pd.DataFrame,
             raise ValueError(f"paired profile {profile_name}: the pairs table names image(s) {missing} that are "
                              "not in the ingest shard it was registered from")
         low, high = images[position[pair.low_id]], images[position[pair.high_id]]
-        reg = Registration(Transform(pair.cx, pair.cy, pair.scale, pair.rotation_deg), pair.score, pair.overlap,
-                           pair.method, pair.nominal_ratio, (int(pair.view_h), int(pair.view_w)), None)
-        lr, hr = cut_pair(low, high, reg, scale=scale, margin=float(profile["margin"]))
+        lr, hr = cut_pair(low, high, registration_of(pair), scale=scale, margin=float(profile["margin"]))
         corners = tile_grid(lr.shape, tile)
         if not corners:
             log.warning("%s: the registered region %s of %s is smaller than one %d px tile; no tiles from it",
@@ -189,4 +193,4 @@ def run_paired(in_shard, pairs_table, split_manifest, profile_name: str, profile
 
 __all__ = ["REGISTER_KEYS", "PAIR_COLUMNS", "slide_pairs", "register_pair", "register_slides", "tile_grid",
            "matches_profile", "cut_tiles", "run_register", "split_pairs_table", "run_pairs_manifest", "run_paired",
-           "pair_id"]
+           "pair_id", "registration_of"]

@@ -146,14 +146,19 @@ def quality_boxplots(per_image: pd.DataFrame, hr_quality: pd.DataFrame, profile:
                      out_png, out_svg) -> None:
     """NIQE and PIQE before/after enhancement: a box (quartiles, median, whiskers, outliers) per
     method on this profile's test images, and the HR images for reference."""
-    plt = pyplot()
     rows = per_image[per_image["profile"] == profile]
-    names = [m for m in methods if m in set(rows["method"])] + ["HR"]
+    groups = {m: rows[rows["method"] == m] for m in methods if m in set(rows["method"])}
+    no_reference_boxplots({**groups, "HR": hr_quality}, profile, out_png, out_svg)
+
+
+def no_reference_boxplots(groups: dict[str, pd.DataFrame], label: str, out_png, out_svg=None) -> None:
+    """A NIQE and a PIQE panel with one box per named table of scores (columns niqe, piqe)."""
+    plt = pyplot()
+    names = list(groups)
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names)) * 2, 4))
     for ax, metric in zip(axes, ("niqe", "piqe")):
-        data = [(hr_quality if n == "HR" else rows[rows["method"] == n])[metric].dropna().to_numpy() for n in names]
-        ax.boxplot(data, tick_labels=names, showfliers=True)
-        ax.set_title(f"{metric.upper()} (lower is better), {profile}")
+        ax.boxplot([groups[n][metric].dropna().to_numpy() for n in names], tick_labels=names, showfliers=True)
+        ax.set_title(f"{metric.upper()} (lower is better), {label}")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     save_figure(fig, out_png, out_svg)

@@ -175,16 +175,21 @@ class SRTask:
 
 @torch.no_grad()
 def predict(model: nn.Module, lr_images: np.ndarray, scale: int, peak: float, device: torch.device,
-            batch_size: int = 64, bf16: bool = True) -> np.ndarray:
-    """Super-resolve (N, h, w) integer images in batches; returns (N, h*scale, w*scale)."""
+            batch_size: int = 64, bf16: bool = True, rounded: bool = True) -> np.ndarray:
+    """Super-resolve (N, h, w) integer images in batches; returns (N, h*scale, w*scale) images of
+    the input's dtype, or with ``rounded=False`` float32 grey values clipped to [0, peak] (tiles
+    blended before rounding)."""
     model.eval()
     out = []
     for start in range(0, len(lr_images), batch_size):
         lr = to_tensor(lr_images[start : start + batch_size], peak, device)
         with autocast(device, bf16):
             sr = super_resolve(model, lr, scale)
-        out.append(to_images(sr, peak, lr_images.dtype))
-    return np.concatenate(out) if out else np.zeros((0,) + tuple(s * scale for s in lr_images.shape[1:]), lr_images.dtype)
+        out.append(to_images(sr, peak, lr_images.dtype) if rounded
+                   else sr.detach().float().clamp(0, 1).mul(peak).squeeze(1).cpu().numpy())
+    if out:
+        return np.concatenate(out)
+    return np.zeros((0,) + tuple(s * scale for s in lr_images.shape[1:]), lr_images.dtype if rounded else np.float32)
 
 
 def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history, checkpoint_dir,

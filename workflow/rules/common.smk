@@ -128,6 +128,14 @@ def methods_for(profile):
     return METHODS + (list(SR_MODELS) if profile in SR_PROFILES else [])
 
 
+def whole_quality_inputs(wildcards):
+    """Every method's enlarged whole captures of a paired profile, named by method."""
+    return {
+        method: expand(f"results/enhance/{method}/{wildcards.profile}/shards/{{shard}}.parquet", shard=SHARDS)
+        for method in methods_for(wildcards.profile)
+    }
+
+
 def method_profile_pairs():
     return [(method, profile) for profile in PROFILES for method in methods_for(profile)]
 
@@ -267,5 +275,6 @@ def whole_image_outputs():
     manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
     outputs += [f"results/{m}/manifest.parquet" for m in manifests]
     if PAIRED:
-        outputs.append("results/metrics/summary.parquet")
+        outputs += ["results/metrics/summary.parquet", "results/report/index.html", "results/report/summary.md"]
+        outputs += [f"results/enhance/{profile}/quality.parquet" for profile in PAIRED]
     return outputs

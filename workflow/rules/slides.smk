@@ -1,0 +1,127 @@
+# Whole-slide enhancement (magnification series): every method of a paired profile applied to the
+# whole low-magnification captures of the test slides in seamless tiles, their no-reference
+# quality before and after, and the report of the whole-image path (karyosr.slides).
+
+
+rule enhance_whole:
+    input:
+        shard="results/ingest/shards/{shard}.parquet",
+        pairs="results/register/pairs.parquet",
+        split="results/split/manifest.parquet",
+        model=lambda wc: (
+            [f"results/models/{wc.method}/{wc.profile}/model.safetensors"] if wc.method in SR_MODELS else []
+        ),
+    output:
+        intermediate("results/enhance/{method}/{profile}/shards/{shard}.parquet"),
+    log:
+        "results/logs/enhance/{method}/{profile}/{shard}.log",
+    benchmark:
+        "results/benchmarks/enhance/{method}/{profile}/{shard}.tsv"
+    wildcard_constraints:
+        profile="|".join(PAIRED) or "no-paired-profiles",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, input: max(40 * input.size_mb, 2000),
+        runtime=lambda wc, attempt: 60 * attempt,
+    params:
+        profile=lambda wc: PROFILES[wc.profile],
+        # Only what the method reads: a baseline does not rerun when an SR setting changes.
+        infer=lambda wc: SR_SETTINGS if wc.method in SR_MODELS else {},
+        unsharp=lambda wc: config["upscale"]["unsharp"] if wc.method == "unsharp" else {},
+    script:
+        "../scripts/enhance_whole.py"
+
+
+rule whole_quality:
+    input:
+        unpack(whole_quality_inputs),
+        ingest=expand("results/ingest/shards/{shard}.parquet", shard=SHARDS),
+        pristine="results/metrics/niqe_pristine.npz",
+    output:
+        "results/enhance/{profile}/quality.parquet",
+    log:
+        "results/logs/enhance/{profile}/quality.log",
+    benchmark:
+        "results/benchmarks/enhance/{profile}/quality.tsv"
+    conda:
+        "../../envs/core.yaml"
+    params:
+        methods=lambda wc: methods_for(wc.profile),
+    script:
+        "../scripts/whole_quality.py"
+
+
+rule slide_figure:
+    input:
+        unpack(whole_quality_inputs),
+        ingest=expand("results/ingest/shards/{shard}.parquet", shard=SHARDS),
+        pairs="results/register/pairs.parquet",
+    output:
+        report(
+            "results/report/slides_{profile}.png",
+            caption="../report/slides.rst",
+            category="Whole slides",
+            subcategory="{profile}",
+        ),
+    log:
+        "results/logs/report/slides_{profile}.log",
+    benchmark:
+        "results/benchmarks/report/slides_{profile}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    params:
+        methods=lambda wc: methods_for(wc.profile),
+        scale=lambda wc: PROFILES[wc.profile]["scale"],
+    script:
+        "../scripts/slide_figure.py"
+
+
+rule slides_report:
+    input:
+        pairs="results/register/pairs.parquet",
+        ingest="results/ingest/manifest.parquet",
+        quarantined="results/ingest/rejected.parquet",
+        summary="results/metrics/summary.parquet",
+        per_image="results/metrics/per_image.parquet",
+        tile_manifests=expand("results/degrade/{profile}/manifest.parquet", profile=PAIRED),
+        quality=expand("results/enhance/{profile}/quality.parquet", profile=PAIRED),
+        figures=expand("results/report/slides_{profile}.png", profile=PAIRED),
+        tile_quality=expand("results/report/quality_{profile}.png", profile=PAIRED),
+    output:
+        html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
+        markdown="results/report/summary.md",
+        boxplots=expand("results/report/whole_quality_{profile}.png", profile=PAIRED),
+        tables=multiext(
+            "results/report/tables/",
+            *[
+                f"{t}.{e}"
+                for t in ["registration", "sr_methods", "rejected", "software"]
+                + [f"whole_quality_{p}" for p in PAIRED]
+                for e in ("csv", "parquet")
+            ],
+        ),
+    log:
+        "results/logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    conda:
+        "../../envs/report.yaml"
+    params:
+        report=config["report"],
+        profiles=PAIRED,
+        methods=METHODS + list(SR_MODELS),
+        bootstrap=config["classify"]["bootstrap"],
+    script:
+        "../scripts/slides_report.py"
+
+
+# One report per run at results/report/index.html: this one for whole images, `report` otherwise.
+if WHOLE_IMAGES:
+
+    ruleorder: slides_report > report
+
+else:
+
+    ruleorder: report > slides_report

@@ -1,0 +1,16 @@
+from karyosr import logs, slides
+
+logs.setup(snakemake.log[0])
+slides.run_enhance(
+    in_shard=snakemake.input.shard,
+    pairs_table=snakemake.input.pairs,
+    split_manifest=snakemake.input.split,
+    method=snakemake.wildcards.method,
+    profile_name=snakemake.wildcards.profile,
+    profile=snakemake.params.profile,
+    infer_cfg=snakemake.params.infer,
+    unsharp=snakemake.params.unsharp,
+    model_path=snakemake.input.model[0] if snakemake.input.model else None,
+    out_shard=snakemake.output[0],
+    threads=snakemake.threads,
+)

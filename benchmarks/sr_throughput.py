@@ -17,9 +17,9 @@ import torch.nn.functional as F
 import yaml
 
 from common import REPO, record
-from karyosr import archs
 from karyosr.engine import autocast
-from karyosr.sr_train import super_resolve
+from karyosr.sr import archs
+from karyosr.sr.train import super_resolve
 
 PUBLISHED = {"srcnn": {}, "srresnet": {}, "esrgan": {}, "srfbn": {}, "unet_sharpen": {}}
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
-from karyosr import balance, classify, shards
+from karyosr.classify import balance, train as classify
+from karyosr.io import shards
 
 
 def _training_set(counts: dict[int, int], size: int = 8, seed: int = 0):

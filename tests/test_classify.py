@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from karyosr import classify
+from karyosr.classify import train as classify
 from test_classifiers import TINY
 
 

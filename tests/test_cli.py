@@ -22,8 +22,11 @@ import pytest
 import torch
 import yaml
 
-from karyosr import archs, classify, config, features, model_file, shards, sr_infer, sr_train
+from karyosr import config, model_file
+from karyosr.classify import train as classify
+from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES
+from karyosr.sr import archs, features, infer as sr_infer, train as sr_train
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, SCALE = 32, 2

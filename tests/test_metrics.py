@@ -1,4 +1,4 @@
-"""Tests for karyosr.metrics: PSNR, SSIM (against an independent reference), MSE, summaries."""
+"""Tests for karyosr.quality.scoring: PSNR, SSIM (against an independent reference), MSE, summaries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from scipy.signal import convolve2d
 
-from karyosr import metrics, niqe, shards
-from karyosr.metrics import PSNR_CAP_DB, data_range, mse, psnr, ssim, summarise
+from karyosr.io import shards
+from karyosr.quality import niqe, scoring as metrics
+from karyosr.quality.scoring import PSNR_CAP_DB, data_range, mse, psnr, ssim, summarise
 
 PARAMS = {"ssim_window": 11, "ssim_sigma": 1.5, "ssim_k1": 0.01, "ssim_k2": 0.03, "foreground_dilation": 0,
           "niqe_patch_size": 16}

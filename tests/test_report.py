@@ -1,4 +1,4 @@
-"""Tests for karyosr.report: sample choice, tables, and the HTML/Markdown report."""
+"""Tests for karyosr.report.tables: sample choice, tables, and the HTML/Markdown report."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import report, shards
+from karyosr.dataset.split import SPLITS
+from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES
-from karyosr.split import SPLITS
+from karyosr.report import tables as report
 
 
 def _split_manifest(per_class=3, classes=range(24), splits=("train", "val", "test")):

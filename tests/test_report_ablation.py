@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import report
+from karyosr.report import tables as report
 
 
 def _over_seeds(adaptive_crop: bool) -> pd.DataFrame:

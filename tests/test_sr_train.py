@@ -12,11 +12,13 @@ import pytest
 import torch
 import yaml
 
-from karyosr import archs, config, metrics, sr_train
+from karyosr import config
 from karyosr.engine import FitSettings, fit
+from karyosr.quality import scoring as metrics
 from karyosr.resize import imresize
-from karyosr.sr_data import Pairs
-from karyosr.upscale import upscale
+from karyosr.sr import archs, train as sr_train
+from karyosr.sr.data import Pairs
+from karyosr.sr.upscale import upscale
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config/config.yaml"

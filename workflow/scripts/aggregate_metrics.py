@@ -1,4 +1,6 @@
-from karyosr import atomic, logs, metrics, shards
+from karyosr import logs
+from karyosr.io import atomic, shards
+from karyosr.quality import scoring as metrics
 
 logs.setup(snakemake.log[0])
 per_image = shards.concat_tables(snakemake.input.sr)

@@ -1,4 +1,5 @@
-from karyosr import classify, logs
+from karyosr import logs
+from karyosr.classify import train as classify
 
 logs.setup(snakemake.log[0])
 classify.run_balance(

@@ -1,6 +1,7 @@
 import torch
 
-from karyosr import classify, logs
+from karyosr import logs
+from karyosr.classify import train as classify
 
 logs.setup(snakemake.log[0])
 torch.set_num_threads(max(1, snakemake.threads))

@@ -1,4 +1,5 @@
-from karyosr import logs, metrics
+from karyosr import logs
+from karyosr.quality import scoring as metrics
 
 logs.setup(snakemake.log[0])
 metrics.run(

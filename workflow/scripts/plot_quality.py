@@ -1,4 +1,6 @@
-from karyosr import logs, report, shards
+from karyosr import logs
+from karyosr.io import shards
+from karyosr.report import tables as report
 
 logs.setup(snakemake.log[0])
 report.quality_boxplots(

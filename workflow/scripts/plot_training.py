@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from karyosr import logs, report, shards
+from karyosr import logs
+from karyosr.io import shards
+from karyosr.report import tables as report
 
 logs.setup(snakemake.log[0])
 # results/models/<model>/<profile>/history.parquet -> "<model> (<profile>)"

@@ -2,7 +2,9 @@ from pathlib import Path
 
 import yaml
 
-from karyosr import logs, report, shards
+from karyosr import logs
+from karyosr.io import shards
+from karyosr.report import tables as report
 
 logs.setup(snakemake.log[0])
 inputs, params = snakemake.input, snakemake.params

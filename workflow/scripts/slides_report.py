@@ -3,7 +3,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from karyosr import logs, report, shards, slides
+from karyosr import logs, slides
+from karyosr.io import shards
+from karyosr.report import tables as report
 
 logs.setup(snakemake.log[0])
 inputs, params = snakemake.input, snakemake.params

@@ -9,7 +9,7 @@ argparse, because three subcommands with a handful of options need no third-part
 
 Models are ``model.safetensors`` files written by the workflow (see karyosr.model_file); SR
 models written as ``model.pt`` by earlier versions load too. Inference is the workflow's own
-(``sr.infer.predict_tiled`` and ``classify.train.infer``), so an image gets the same output here as in
+(``sr.infer.predict_tiled`` and ``classify.predict.infer``), so an image gets the same output here as in
 the workflow. torch is imported only by the commands that run a model, so ``--help`` and ``info``
 on a safetensors file start quickly.
 
@@ -220,11 +220,11 @@ def cmd_classify(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from karyosr.classify import karyotype, train
+    from karyosr.classify import inputs, karyotype, predict
     from karyosr.io import atomic
 
-    model, meta = _load(train.load_classifier, args.model)
-    _load(lambda _: train.input_crop(meta), args.model)
+    model, meta = _load(predict.load_classifier, args.model)
+    _load(lambda _: inputs.input_crop(meta), args.model)
     device = _setup_torch(args)
     model = model.to(device)
     names = list(meta["class_names"])
@@ -238,7 +238,7 @@ def cmd_classify(args) -> int:
         groups: dict[str, list] = {}
         for item in chunk:
             try:
-                image = train.prepare_input(read_image(item.path, args.max_pixels), meta)
+                image = inputs.prepare_input(read_image(item.path, args.max_pixels), meta)
             except (OSError, ValueError) as exc:
                 failures.add(item.path, str(exc))
                 progress.advance(item.path)
@@ -246,8 +246,8 @@ def cmd_classify(args) -> int:
             groups.setdefault(image.dtype.str, []).append((item, image))
         for members in groups.values():
             stack = np.stack([image for _, image in members])
-            p, _ = train.infer(model, stack, peak_of(stack), device, bf16=not args.fp32, tta=bool(meta["tta"]),
-                                  batch_size=args.batch_size)
+            p, _ = predict.infer(model, stack, peak_of(stack), device, bf16=not args.fp32, tta=bool(meta["tta"]),
+                                 batch_size=args.batch_size)
             for (item, _), row in zip(members, p):
                 done.append(item)
                 probabilities.append(row)

@@ -1,8 +1,8 @@
 from karyosr import logs
-from karyosr.classify import train as classify
+from karyosr.classify import balance
 
 logs.setup(snakemake.log[0])
-classify.run_balance(
+balance.run_balance(
     snakemake.input.shards,
     snakemake.input.split,
     snakemake.wildcards.method,

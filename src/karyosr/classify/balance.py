@@ -19,6 +19,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from karyosr.classify.inputs import load_split
+from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES, N_CLASSES
 
 log = logging.getLogger(__name__)
@@ -149,3 +151,16 @@ def balance_split(images: np.ndarray, labels: np.ndarray, image_ids: np.ndarray,
             np.concatenate([image_ids, extra_ids]),
             np.concatenate([np.zeros(n, bool), np.ones(len(extra_labels), bool)]),
             [[] for _ in range(n)] + [list(image_ids[row]) for row in parent_rows])
+
+
+def run_balance(shard_paths, split_manifest, method: str, cfg: dict, seed: int, out_shard) -> None:
+    images, labels, ids = load_split(shard_paths, split_manifest, "train")
+    images, labels, ids, synthetic, parents = balance_split(
+        images, labels, ids, method, cfg["sampling_strategy"], cfg["k_neighbors"], seed)
+    meta = pd.DataFrame({"image_id": ids, "label": pd.array(labels, dtype="Int8"),
+                         "class_name": [CLASS_NAMES[l] for l in labels], "split": "train",
+                         "synthetic": synthetic, "parents": [";".join(p) for p in parents]})
+    shards.write_shard(out_shard, meta, list(images))
+    counts = meta.groupby("class_name", sort=False)["synthetic"].agg(["size", "sum"])
+    log.info("balanced training set (%s): %d images, %d synthetic\n%s", method, len(meta), int(synthetic.sum()),
+             counts.to_string())

@@ -31,7 +31,8 @@ import pytest
 
 from karyosr.dataset import ingest
 from karyosr.io import shards
-from karyosr.io.fetch import FetchError, fetch_source
+from karyosr.io.download import FetchError
+from karyosr.io.fetch import fetch_source
 from workflow_helpers import TINY_CONFIG, snakemake, write_config
 
 EXTENSIONS = [".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"]

@@ -20,7 +20,7 @@ from torch import nn
 from karyosr import model_file
 from karyosr.engine import (EMA, FitSettings, autocast, config_hash, fit, pick_device, prepare_module,
                             seed_everything, write_history)
-from karyosr.quality import scoring
+from karyosr.quality import full_reference
 from karyosr.sr import archs
 from karyosr.sr.data import Pairs, PatchSampler, load_pairs, to_images, to_tensor
 from karyosr.sr.losses import PIXEL_LOSSES, PerceptualLoss, discriminator_loss, generator_adversarial_loss
@@ -167,8 +167,8 @@ class SRTask:
         sr = predict(self.predictor(), self.val.lr, self.scale, self.peak, self.device, self.cfg["infer_batch_size"],
                      self.cfg["bf16"])
         return {
-            "val_psnr": float(scoring.psnr(self.val.hr, sr, self.peak).mean()),
-            "val_ssim": float(scoring.ssim(self.val.hr, sr, self.peak).mean()),
+            "val_psnr": float(full_reference.psnr(self.val.hr, sr, self.peak).mean()),
+            "val_ssim": float(full_reference.ssim(self.val.hr, sr, self.peak).mean()),
         }
 
     def export(self) -> dict:

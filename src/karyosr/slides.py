@@ -193,7 +193,7 @@ def draw_slide(axes, low: np.ndarray, views: list[tuple[np.ndarray, Registration
 
 def run_slide_figure(ingest_shards, pairs_table, enhanced: dict[str, list[str]], scale: int, out_png) -> None:
     """The report figure of one paired profile: a row per enhanced capture (test slides)."""
-    from karyosr.report.tables import pyplot, save_figure
+    from karyosr.report.figures import pyplot, save_figure
 
     pairs = shards.read_table(pairs_table)
     pairs = pairs[pairs["accepted"].astype(bool)]

@@ -5,6 +5,7 @@ import pandas as pd
 from karyosr import logs
 from karyosr.classify import karyotype, metrics
 from karyosr.io import shards
+from karyosr.report import figures
 
 logs.setup(snakemake.log[0])
 out, params = snakemake.output, snakemake.params
@@ -25,6 +26,6 @@ shards.write_table(out.per_class, metrics.per_class(predictions))
 for experiment, table_path, png in zip([e["name"] for e in experiments], out.confusion, out.confusion_png):
     matrix = metrics.confusion(predictions, experiment)
     shards.write_table(table_path, matrix.reset_index(names="true"))
-    metrics.confusion_plot(matrix, f"{experiment}: confusion (all seeds)", png)
+    figures.confusion_plot(matrix, f"{experiment}: confusion (all seeds)", png)
 features = {Path(p).parent.name: shards.read_table(p) for p in snakemake.input.features}
-metrics.tsne_plot(features, out.tsne)
+figures.tsne_plot(features, out.tsne)

@@ -1,6 +1,7 @@
 """Classification results: accuracy, macro-F1 and X/Y accuracy with bootstrap intervals over test
 cells, with and without cell decoding, summaries over seeds, comparisons between experiments, the
-per-class table (SRAS-net Table 4), confusion matrices and t-SNE of features.
+per-class table (SRAS-net Table 4) and confusion matrices (drawn, with the t-SNE of features, by
+karyosr.report.figures).
 
 The test images of one metaphase cell share its staining, blur and condensation, so their outcomes
 are not independent: every interval here resamples whole cells (a cluster bootstrap), never single
@@ -274,40 +275,3 @@ def confusion(predictions: pd.DataFrame, experiment: str) -> pd.DataFrame:
     group = predictions[predictions["experiment"] == experiment]
     matrix = confusion_matrix(group["label"], group["predicted"], labels=list(range(N_CLASSES)))
     return pd.DataFrame(matrix, index=CLASS_NAMES, columns=CLASS_NAMES)
-
-
-def confusion_plot(matrix: pd.DataFrame, title: str, out_png) -> None:
-    from karyosr.report.tables import pyplot, save_figure
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 6))
-    rows = matrix.to_numpy(float)
-    shares = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1)
-    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(N_CLASSES), CLASS_NAMES, fontsize=7)
-    ax.set_yticks(range(N_CLASSES), CLASS_NAMES, fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    fig.tight_layout()
-    save_figure(fig, out_png)
-
-
-def tsne_plot(features: dict[str, pd.DataFrame], out_png, seed: int = 0) -> None:
-    """t-SNE of the penultimate-layer features of the test images, one panel per experiment."""
-    from sklearn.manifold import TSNE
-
-    from karyosr.report.tables import pyplot, save_figure
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(features), figsize=(4.5 * len(features), 4.2), squeeze=False)
-    cmap = plt.get_cmap("tab20", N_CLASSES)
-    for ax, (name, table) in zip(axes[0], features.items()):
-        x = np.stack(table["features"].to_numpy())
-        perplexity = max(2.0, min(30.0, (len(x) - 1) / 3))
-        points = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
-        ax.scatter(points[:, 0], points[:, 1], c=table["label"], cmap=cmap, vmin=-0.5, vmax=N_CLASSES - 0.5, s=8)
-        ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    save_figure(fig, out_png)

@@ -12,7 +12,7 @@ parsing text, not decoding images. A sprite holds the same pixels as the shards 
 unchanged; 16-bit images are shown on 8 bits over the HR image's grey range, the same window for
 every panel). Measured (with base64's third): 0.75 kB per 48 px G-band panel, 1.2 kB per 96 px
 synthetic panel, 3.6 kB with added noise; config/README.md (report) has the page budget. ``report.viewer_max_images`` caps the test images per page (a fixed class-spread
-choice, karyosr.report.tables.pick_samples) so that the page stays within its budget; the page's size is
+choice, karyosr.report.figures.pick_samples) so that the page stays within its budget; the page's size is
 logged and written into the page.
 """
 
@@ -33,10 +33,7 @@ import pandas as pd
 
 from karyosr.io import atomic, shards
 from karyosr.io.export import HR, LR
-
-# karyosr.report.tables (its load_images and pick_samples) is imported where used: the workflow imports
-# this module when it parses (input_key), and report's imports (scipy.stats) would add a second
-# to every Snakemake start.
+from karyosr.report.figures import load_images, pick_samples
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +167,7 @@ def write_viewer(path, title: str, **inputs) -> dict:
 
 def choose_images(split: pd.DataFrame, max_images: int) -> pd.DataFrame:
     """The test images the viewer offers: all of them, or a fixed class-spread choice of
-    ``max_images`` (report.pick_samples), in natural order of image_id (``c1 2a`` before ``c1 10a``)."""
-    from karyosr.report.tables import pick_samples
-
+    ``max_images`` (report.figures.pick_samples), in natural order of image_id (``c1 2a`` before ``c1 10a``)."""
     test = split[split["split"] == "test"]
     chosen = set(pick_samples(split, max_images)) if len(test) > max_images else set(test["image_id"])
     columns = [c for c in ("image_id", "class_name", "label") if c in test.columns]
@@ -194,8 +189,6 @@ def input_key(kind: str, profile: str, method: str = "") -> str:
 def run(inputs: Mapping, profiles: list[dict], title: str, max_images: int, out_html) -> dict:
     """The rule's work: read what the page shows and write it. ``inputs`` holds ``split``,
     ``per_image``, ``hr_quality``, ``hr`` (shards) and the LR/SR shards under input_key()."""
-    from karyosr.report.tables import load_images
-
     images = choose_images(shards.read_table(inputs["split"]), max_images)
     ids = list(images["image_id"])
     lr = {p["name"]: load_images(inputs[input_key("lr", p["name"])], ids) for p in profiles}

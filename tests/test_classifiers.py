@@ -16,9 +16,9 @@ from karyosr.classify.backbones import (
     VGG19,
     Xception,
     build_backbone,
-    count_parameters,
     load_weights,
 )
+from karyosr.weights import count_parameters
 
 # tiny but structurally complete (every block type present) networks for fast CPU tests
 TINY = {

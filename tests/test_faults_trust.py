@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from karyosr import engine
+from karyosr import engine, weights
 from karyosr.classify import backbones as classifiers
 from karyosr.io import shards
 from karyosr.sr import archs, infer as sr_infer, train as sr_train
@@ -275,7 +275,7 @@ def test_pickled_payload_refused_by_load_weights(tmp_path, kind):
     path = _malicious(tmp_path / "weights.pth", kind, marker)
     for load in (lambda: archs.load_weights(archs.build_sr("srcnn", 2), path),
                  lambda: classifiers.load_weights(classifiers.build_backbone("dcnn", width=0.25), path),
-                 lambda: archs.load_checkpoint(path)):
+                 lambda: weights.load_checkpoint(path)):
         with pytest.raises(ValueError) as info:
             load()
         _assert_refused(info.value, path, marker)
@@ -355,7 +355,7 @@ def test_every_torch_load_is_weights_only_and_nothing_unpickles():
             offenders.append(f"{path.relative_to(REPO)}: unpickles")
     assert not offenders, "\n".join(offenders)
     # and the one place that does load checkpoints really passes the flag
-    assert "torch.load(path, map_location=\"cpu\", weights_only=True)" in (REPO / "src/karyosr/sr/archs/_common.py").read_text()
+    assert "torch.load(path, map_location=\"cpu\", weights_only=True)" in (REPO / "src/karyosr/weights.py").read_text()
 
 
 # --------------------------------------------------------------------------- case 16: no shell built from config

@@ -37,7 +37,7 @@ from torch import nn
 
 from karyosr.io import shards
 from karyosr.io.atomic import atomic_path
-from karyosr.sr.archs import load_checkpoint
+from karyosr.weights import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from karyosr.classify.inputs import load_split, scale_of
 from karyosr.classify.supernet import SuperNetwork, build_classifier
 from karyosr.engine import autocast, pick_device
 from karyosr.io import shards
-from karyosr.sr import archs
 from karyosr.sr.data import to_tensor
+from karyosr.weights import apply_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     device = pick_device(experiment["device"])
     images, labels, ids = load_split(eval_shards, split_manifest, "test")
     model = build_classifier({**experiment, "init_from": None}, scale_of(eval_shards))
-    archs.apply_state_dict(model, model_file.load(model_path).state_dict, model_path)
+    apply_state_dict(model, model_file.load(model_path).state_dict, model_path)
     peak = 65535.0 if images.dtype == np.uint16 else 255.0
     probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"], experiment["tta"])
     # The metaphase cell of each image: cell decoding labels a cell's chromosomes jointly, and
@@ -81,5 +81,5 @@ def load_classifier(path) -> tuple[nn.Module, dict]:
         raise ValueError(f"{path}: a classifier file without its architecture (written before model files carried "
                          "metadata); rerun rule train_classifier to get a model.safetensors")
     model = build_classifier({**meta["experiment"], "init_from": None}, meta["scale"])
-    archs.apply_state_dict(model, loaded.state_dict, path)
+    apply_state_dict(model, loaded.state_dict, path)
     return model.eval(), meta

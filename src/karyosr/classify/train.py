@@ -24,6 +24,7 @@ from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES
 from karyosr.sr import archs
 from karyosr.sr.data import to_tensor
+from karyosr.weights import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
     model = build_classifier(experiment, scale)
     log.info("%s (seed %d) on %s: %d training images (%d synthetic), %d validation, %d parameters",
              experiment["name"], seed, device, len(train[1]), int(train_meta["synthetic"].sum()), len(val_y),
-             archs.count_parameters(model))
+             count_parameters(model))
     task = ClassifierTask(experiment, model, train, (val_x, val_y), device, weights, seed)
     total = experiment["epochs"] * task.steps_per_epoch
     plateau = experiment["lr_schedule"] == "plateau"

@@ -14,6 +14,7 @@ from karyosr.io import shards
 from karyosr.sr import archs
 from karyosr.sr.train import predict
 from karyosr.sr.upscale import SR_COLUMNS, select_split
+from karyosr.weights import apply_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def load_model(path) -> tuple[torch.nn.Module, dict]:
     loaded = model_file.load(path)
     meta = model_file.require_kind(loaded, "sr")
     model = archs.build_sr(meta["arch"], int(meta["scale"]), **meta["options"])
-    archs.apply_state_dict(model, loaded.state_dict, path)
+    apply_state_dict(model, loaded.state_dict, path)
     return model.eval(), meta
 
 

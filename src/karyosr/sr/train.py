@@ -24,6 +24,7 @@ from karyosr.quality import full_reference
 from karyosr.sr import archs
 from karyosr.sr.data import Pairs, PatchSampler, load_pairs, to_images, to_tensor
 from karyosr.sr.losses import PIXEL_LOSSES, PerceptualLoss, discriminator_loss, generator_adversarial_loss
+from karyosr.weights import apply_state_dict, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def build_perceptual(perceptual_cfg: dict, features_model: str | None) -> Percep
     loaded = model_file.load(features_model)
     meta = model_file.require_kind(loaded, "features")
     net = archs.SmallFeatureCNN(channels=tuple(meta["channels"]), num_classes=meta["num_classes"])
-    archs.apply_state_dict(net, loaded.state_dict, features_model)
+    apply_state_dict(net, loaded.state_dict, features_model)
     return PerceptualLoss(_Features(net))
 
 
@@ -207,13 +208,13 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
     options = resolve_options(model_cfg["options"], train.lr)
     model = build_model({**model_cfg, "options": options}, train.scale)
     if init_model:
-        archs.apply_state_dict(model, model_file.load(init_model).state_dict, init_model)
+        apply_state_dict(model, model_file.load(init_model).state_dict, init_model)
         log.info("initialised from %s", init_model)
     perceptual = build_perceptual(model_cfg["perceptual"], features_model) if model_cfg["perceptual_weight"] > 0 else None
     task = SRTask(model_cfg, model, train, val, device, perceptual)
     description = archs.describe(model)
     log.info("%s: %s on %s: %d training and %d validation images, %d parameters", model_cfg["name"], description,
-             device, len(train.hr), len(val.hr), archs.count_parameters(model))
+             device, len(train.hr), len(val.hr), count_parameters(model))
     settings = FitSettings(
         epochs=model_cfg["epochs"], steps_per_epoch=model_cfg["steps_per_epoch"],
         checkpoint_dir=Path(checkpoint_dir), config_slice={"model": model_cfg, "seed": seed},

@@ -15,7 +15,6 @@ Registry and helpers:
   ``inception_resnet_v2``, and ``plain_cnn``: the project's small reference network, not a
   published one); ``build_backbone(name, num_classes=24, width=1.0, **kwargs)``.
 * ``load_weights(model, path, strict=True, skip_classifier=False)``: safe weights-only loading.
-* ``count_parameters(model)``: trainable parameters.
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ from karyosr.classify.backbones.plain_cnn import PlainCNN
 from karyosr.classify.backbones.resnet import ResNet, ResNet18, ResNet50
 from karyosr.classify.backbones.vgg19 import VGG19
 from karyosr.classify.backbones.xception import Xception
-from karyosr.sr.archs._common import apply_state_dict, count_parameters, read_state_dict
+from karyosr.model_file import read_state_dict
+from karyosr.weights import apply_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ __all__ = [
     "VGG19",
     "Xception",
     "build_backbone",
-    "count_parameters",
     "load_weights",
 ]
 
@@ -84,7 +83,7 @@ def load_weights(model: nn.Module, path, strict: bool = True, skip_classifier: b
     """Load a state dict from ``path`` into ``model`` and return the model.
 
     * Reads a safetensors file as tensors, anything else with
-      :func:`karyosr.sr.archs._common.load_checkpoint` (``torch.load(..., weights_only=True)``);
+      :func:`karyosr.weights.load_checkpoint` (``torch.load(..., weights_only=True)``);
       a file pickling Python objects is refused with a ValueError naming the file, a missing file
       raises FileNotFoundError.
     * Unwraps ``{"model" | "params_ema" | "params" | "state_dict": ...}`` and a ``module.`` prefix.

@@ -32,13 +32,7 @@ import logging
 
 from torch import nn
 
-from karyosr.sr.archs._common import (
-    apply_state_dict,
-    count_parameters,
-    load_checkpoint,
-    read_state_dict,
-    unwrap_state_dict,
-)
+from karyosr.model_file import read_state_dict
 from karyosr.sr.archs.discriminator import VGGStyleDiscriminator
 from karyosr.sr.archs.feature_extractor import VGG19_LAYERS, SmallFeatureCNN, VGG19Features
 from karyosr.sr.archs.rrdbnet import RRDBNet, adapt_rgb_state_dict, rename_legacy_esrgan_keys
@@ -46,6 +40,7 @@ from karyosr.sr.archs.srcnn import SRCNN
 from karyosr.sr.archs.srfbn import SRFBN, StepAttention, srfbn_loss
 from karyosr.sr.archs.srresnet import SRResNet
 from karyosr.sr.archs.unet_sharpen import UNetSharpen
+from karyosr.weights import apply_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +65,12 @@ __all__ = [
     "VGG19_LAYERS",
     "VGGStyleDiscriminator",
     "adapt_rgb_state_dict",
-    "apply_state_dict",
     "build_sr",
-    "count_parameters",
     "describe",
     "final_output",
-    "load_checkpoint",
     "load_weights",
     "rename_legacy_esrgan_keys",
     "srfbn_loss",
-    "unwrap_state_dict",
 ]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from karyosr.sr.archs._common import load_checkpoint
+from karyosr.weights import load_checkpoint
 
 # torchvision's VGG19 ("E") configuration: numbers are conv widths, "M" max-pools
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr.sr.archs._common import bicubic_up, check_scale, start_at_skip, unwrap_state_dict
+from karyosr.sr.archs._common import bicubic_up, check_scale, start_at_skip
+from karyosr.weights import unwrap_state_dict
 
 UPSAMPLE_STEPS = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 

@@ -60,7 +60,7 @@ SR_MODELS = [
 ]
 # The harder profile trains only the route the classification there needs.
 HARDER_SR = ("msrresnet",)
-# The classifier is the plain reference network (classifiers/plain_cnn.py: 8 conv + BN layers in
+# The classifier is the plain reference network (classify/backbones/plain_cnn.py: 8 conv + BN layers in
 # 4 stages, global average pooling, dropout) with the default recipe (one-cycle AdamW, label
 # smoothing, flips and shifts) over 16 passes of the training set and mirror-image test-time
 # augmentation: in the previous study it beat a quarter-width ResNet-18 (94.4 vs 93.3 % on HR) in

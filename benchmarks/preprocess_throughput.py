@@ -21,7 +21,8 @@ import numpy as np
 
 from common import GBAND, REPO, record
 from karyosr import config as config_module
-from karyosr import crop_filter, degrade, ingest, shards, split, synthetic
+from karyosr.dataset import crop_filter, degrade, ingest, split, synthetic
+from karyosr.io import shards
 
 
 def stage_pipeline(root: Path, cfg: dict, work: Path) -> int:

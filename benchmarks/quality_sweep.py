@@ -32,7 +32,9 @@ import pandas as pd
 
 from common import REPO, RESULTS, record
 from karyosr import config as config_module
-from karyosr import crop_filter, ingest, niqe, piqe, shards, split, synthetic
+from karyosr.dataset import crop_filter, ingest, split, synthetic
+from karyosr.io import shards
+from karyosr.quality import niqe, piqe
 
 BLUR_SIGMAS = [0, 0.5, 1, 1.5, 2, 3]
 NOISE_SIGMAS = [0, 2.5, 5, 10, 20]

@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from common import RESULTS, record  # noqa: E402
-from karyosr import registration as reg  # noqa: E402
-from karyosr import spreads  # noqa: E402
+from karyosr.dataset import registration as reg  # noqa: E402
+from karyosr.dataset import spreads  # noqa: E402
 
 VARIANTS = {
     "ncc": {"method": "ncc"},

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common import record
-from karyosr import crop_filter, shards, synthetic
 from karyosr import config as config_module
+from karyosr.dataset import crop_filter, synthetic
+from karyosr.io import shards
 
 
 def hr_images() -> list[np.ndarray]:

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 import yaml
 
 from common import REPO, record
-from karyosr import archs
 from karyosr.engine import autocast
-from karyosr.sr_train import super_resolve
+from karyosr.sr import archs
+from karyosr.sr.train import super_resolve
+from karyosr.weights import count_parameters
 
 PUBLISHED = {"srcnn": {}, "srresnet": {}, "esrgan": {}, "srfbn": {}, "unet_sharpen": {}}
 
@@ -72,7 +73,7 @@ def measure(arch: str, options: dict, device: torch.device, bf16: bool, steps: i
                 super_resolve(model, batch, 4)
         sync()
         infer_rate = max(2, steps // 4) * 64 / (time.perf_counter() - start)
-    return {"parameters": archs.count_parameters(model), "train_images_per_s": round(train_rate, 1),
+    return {"parameters": count_parameters(model), "train_images_per_s": round(train_rate, 1),
             "infer_images_per_s": round(infer_rate, 1)}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from karyosr import synthetic
+from karyosr.dataset import synthetic
 
 SIZE = 192
 BASE_NOISE = 2.0  # sensor-like noise of "clean" images (the generator's default range is 2-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from karyosr.archs import (
+from karyosr.sr.archs import (
     ARCHS,
     VGG19_LAYERS,
     RRDBNet,

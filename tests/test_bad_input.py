@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import crop_filter, ingest, shards, split
 from karyosr.config import ConfigError, validate
-from karyosr.images import ImageRejected, decode_grayscale
-from karyosr.split import SplitError
+from karyosr.dataset import crop_filter, ingest, split
+from karyosr.dataset.split import SplitError
+from karyosr.io import shards
+from karyosr.io.images import ImageRejected, decode_grayscale
 from workflow_helpers import TINY_CONFIG, snakemake, write_config
 
 EXTENSIONS = [".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"]
@@ -291,7 +292,7 @@ def test_truncated_file_is_never_taken_for_complete(make):
 def test_quarantine_is_logged_with_file_and_reason(scanner, tmp_path, caplog):
     """The ingest log (results/logs/ingest/NNN.log) names every quarantined file and why."""
     root, expected = scanner
-    with caplog.at_level(logging.WARNING, logger="karyosr.ingest"):
+    with caplog.at_level(logging.WARNING, logger="karyosr.dataset.ingest"):
         ingest_stage(root, tmp_path)
     text = caplog.text
     for source, reason in expected["quarantined"].items():
@@ -519,10 +520,10 @@ def _balance_set(counts: dict[int, int], seed=0):
 def test_smote_with_a_class_smaller_than_k_neighbors_plus_one(caplog):
     """Case 10a: class 22 (X) has 3 training images, k_neighbors is 5: k is lowered, with a
     warning, and the class is grown from its own images only."""
-    balance = pytest.importorskip("karyosr.balance")
+    balance = pytest.importorskip("karyosr.classify.balance")
     pytest.importorskip("imblearn")
     images, labels, ids = _balance_set({0: 10, 1: 10, 2: 10, 22: 3})
-    with caplog.at_level(logging.WARNING, logger="karyosr.balance"):
+    with caplog.at_level(logging.WARNING, logger="karyosr.classify.balance"):
         out_images, out_labels, out_ids, synthetic, parents = balance.balance_split(
             images, labels, ids, "smote", k_neighbors=5, seed=0)
     assert "k_neighbors lowered from 5 to 2" in caplog.text
@@ -537,10 +538,10 @@ def test_smote_with_a_class_smaller_than_k_neighbors_plus_one(caplog):
 def test_smote_with_a_class_of_one_image(caplog):
     """Case 10b: SMOTE cannot interpolate a class of one: it stays as it is, with a warning that
     names the class; the other classes are still balanced and nothing is dropped."""
-    balance = pytest.importorskip("karyosr.balance")
+    balance = pytest.importorskip("karyosr.classify.balance")
     pytest.importorskip("imblearn")
     images, labels, ids = _balance_set({0: 10, 1: 10, 2: 10, 21: 4, 23: 1})
-    with caplog.at_level(logging.WARNING, logger="karyosr.balance"):
+    with caplog.at_level(logging.WARNING, logger="karyosr.classify.balance"):
         _, out_labels, out_ids, synthetic, _ = balance.balance_split(images, labels, ids, "smote", k_neighbors=5)
     assert "class Y has 1 training image(s)" in caplog.text
     assert (out_labels == 23).sum() == 1  # kept, not dropped, not invented

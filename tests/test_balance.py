@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
-from karyosr import balance, classify, shards
+from karyosr.classify import balance
+from karyosr.io import shards
 
 
 def _training_set(counts: dict[int, int], size: int = 8, seed: int = 0):
@@ -165,8 +166,8 @@ def test_run_balance_resamples_only_the_training_split(tmp_path):
     meta = pd.DataFrame({"image_id": ids, "label": pd.array(labels, dtype="Int8")})
     shards.write_shard(tmp_path / "hr.parquet", meta, list(images))
     shards.write_table(tmp_path / "split.parquet", pd.DataFrame({"image_id": ids, "split": splits}))
-    classify.run_balance([tmp_path / "hr.parquet"], tmp_path / "split.parquet", "smote",
-                         {"sampling_strategy": "minority_to_median", "k_neighbors": 5}, 0, tmp_path / "out.parquet")
+    balance.run_balance([tmp_path / "hr.parquet"], tmp_path / "split.parquet", "smote",
+                        {"sampling_strategy": "minority_to_median", "k_neighbors": 5}, 0, tmp_path / "out.parquet")
     out = shards.read_shard_meta(tmp_path / "out.parquet")
     real = out[~out["synthetic"]]
     assert set(real["image_id"]) == set(ids[splits == "train"])

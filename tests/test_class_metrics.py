@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from karyosr import class_metrics
+from karyosr.classify import metrics as class_metrics
 
 
 def _predictions(seed=0, experiment="e", accuracy=0.7, n_cells=8):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from karyosr.classifiers import (
+from karyosr.classify.backbones import (
     BACKBONES,
     DCNN,
     InceptionResNetV2,
@@ -16,9 +16,9 @@ from karyosr.classifiers import (
     VGG19,
     Xception,
     build_backbone,
-    count_parameters,
     load_weights,
 )
+from karyosr.weights import count_parameters
 
 # tiny but structurally complete (every block type present) networks for fast CPU tests
 TINY = {
@@ -346,7 +346,7 @@ def test_inputs_are_standardised_so_exposure_does_not_matter(name):
 
 
 def test_standardize_gives_each_image_zero_mean_and_unit_spread():
-    from karyosr.classifiers._common import standardize
+    from karyosr.classify.backbones._common import standardize
 
     x = torch.rand(3, 1, 20, 30) * torch.tensor([0.1, 1.0, 5.0]).view(3, 1, 1, 1) + 2.0
     out = standardize(x, eps=0.0)

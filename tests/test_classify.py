@@ -7,30 +7,31 @@ import pandas as pd
 import pytest
 import torch
 
-from karyosr import classify
+from karyosr.classify import augment, inputs, predict, supernet
+from karyosr.classify.train import ClassifierTask
 from test_classifiers import TINY
 
 
 def test_parse_input_keys():
-    assert classify.parse_input("hr") == {"kind": "hr"}
-    assert classify.parse_input("lr:x4_bicubic") == {"kind": "lr", "profile": "x4_bicubic"}
-    assert classify.parse_input("sr:srresnet:x4") == {"kind": "sr", "model": "srresnet", "profile": "x4"}
-    assert classify.parse_input("super:srcnn:x4") == {"kind": "super", "arch": "srcnn", "profile": "x4"}
+    assert inputs.parse_input("hr") == {"kind": "hr"}
+    assert inputs.parse_input("lr:x4_bicubic") == {"kind": "lr", "profile": "x4_bicubic"}
+    assert inputs.parse_input("sr:srresnet:x4") == {"kind": "sr", "model": "srresnet", "profile": "x4"}
+    assert inputs.parse_input("super:srcnn:x4") == {"kind": "super", "arch": "srcnn", "profile": "x4"}
     with pytest.raises(ValueError, match="expected hr"):
-        classify.parse_input("sr:x4")
-    assert classify.input_slug("sr:srresnet:x4") == "sr-srresnet-x4"
+        inputs.parse_input("sr:x4")
+    assert inputs.input_slug("sr:srresnet:x4") == "sr-srresnet-x4"
 
 
 def test_augment_keeps_shape_and_rotates_by_the_step():
     torch.manual_seed(0)
     batch = torch.zeros(64, 1, 32, 32)
     batch[:, :, 14:18, 4:28] = 1.0  # a horizontal bar
-    out = classify.augment(batch, rotation_step=90, flips=False, translate=0.0)
+    out = augment.augment(batch, rotation_step=90, flips=False, translate=0.0)
     assert out.shape == batch.shape
     vertical = (out[:, 0, 4:28, 14:18].mean((1, 2)) > 0.9)
     horizontal = (out[:, 0, 14:18, 4:28].mean((1, 2)) > 0.9)
     assert (vertical | horizontal).all() and vertical.any() and horizontal.any()
-    same = classify.augment(batch, rotation_step=0, flips=False, translate=0.0)
+    same = augment.augment(batch, rotation_step=0, flips=False, translate=0.0)
     torch.testing.assert_close(same, batch, atol=1e-5, rtol=0)
 
 
@@ -38,7 +39,7 @@ def test_super_network_starts_near_bicubic_and_passes_gradients_outside_the_pixe
     torch.manual_seed(1)
     experiment = {"input": "super:srcnn:x4_bicubic", "backbone": "dcnn", "backbone_options": {"width": 0.25},
                   "sr_options": {"channels": [8, 4]}}
-    model = classify.build_classifier(experiment, scale=4)
+    model = supernet.build_classifier(experiment, scale=4)
     lr = torch.full((2, 1, 12, 12), 0.98)  # a bright background, as in G-band crops
     lr[:, :, 4:8, 4:8] = 0.2
     bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
@@ -94,13 +95,13 @@ def test_every_backbone_learns_a_separable_problem_with_the_default_recipe(backb
          "epochs": 8, "batch_size": 32}]}})["classify"]
     experiment = {**experiment["experiments"][0], "bf16": False}
     train, val = _shapes_problem(48, seed=0), _shapes_problem(16, seed=1)
-    model = classify.build_classifier(experiment, scale=None)
-    task = classify.ClassifierTask(experiment, model, train, val, torch.device("cpu"), None, seed=0)
+    model = supernet.build_classifier(experiment, scale=None)
+    task = ClassifierTask(experiment, model, train, val, torch.device("cpu"), None, seed=0)
     total = experiment["epochs"] * task.steps_per_epoch
     result = fit(task, FitSettings(epochs=experiment["epochs"], steps_per_epoch=task.steps_per_epoch,
                                    checkpoint_dir=tmp_path, config_slice=experiment, select_by="val_accuracy",
                                    schedule="onecycle", warmup_steps=round(0.3 * total), progress=False))
     assert task.steps_per_epoch == 6  # one pass over 192 images at batch 32
-    probabilities, _ = classify.infer(model, val[0], 255.0, torch.device("cpu"), bf16=False, tta=True)
+    probabilities, _ = predict.infer(model, val[0], 255.0, torch.device("cpu"), bf16=False, tta=True)
     accuracy = float((probabilities.argmax(1) == val[1]).mean())
     assert accuracy >= 0.75, (backbone, accuracy, result.history["val_accuracy"].tolist())

@@ -22,8 +22,12 @@ import pytest
 import torch
 import yaml
 
-from karyosr import archs, classify, config, features, model_file, shards, sr_infer, sr_train
+from karyosr import config, model_file
+from karyosr.classify import predict, supernet, train
+from karyosr.classify.inputs import prepare_input
+from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES
+from karyosr.sr import archs, features, infer as sr_infer, train as sr_train
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, SCALE = 32, 2
@@ -108,10 +112,10 @@ def trained(tmp_path_factory):
         shards.write_shard(balanced, train_meta.assign(synthetic=False),
                            [images[i] for i in train_meta.index])
         paths[name] = root / f"{name}/model.safetensors"
-        classify.run_train(balanced, [root / ("lr.parquet" if is_super else "hr.parquet")], root / "split.parquet",
-                           {**experiment, "device": "cpu", "bf16": False}, 0, paths[name],
-                           root / f"{name}/history.parquet", root / f"{name}/checkpoints", crop=crop,
-                           profile=PROFILE if is_super else None)
+        train.run_train(balanced, [root / ("lr.parquet" if is_super else "hr.parquet")], root / "split.parquet",
+                        {**experiment, "device": "cpu", "bf16": False}, 0, paths[name],
+                        root / f"{name}/history.parquet", root / f"{name}/checkpoints", crop=crop,
+                        profile=PROFILE if is_super else None)
     return {"paths": paths, "root": root, "lr": lr, "hr": hr, "ids": ids, "split": split, "crop": crop}
 
 
@@ -155,8 +159,8 @@ def test_classifier_model_file_round_trip(trained, name):
     else:
         assert meta["input"] == "hr" and meta["scale"] is None and meta["input_size"] == [SIZE, SIZE]
         assert meta["profile"] is None
-    model, _ = classify.load_classifier(path)
-    assert isinstance(model, classify.SuperNetwork) == (name == "super_dcnn")
+    model, _ = predict.load_classifier(path)
+    assert isinstance(model, supernet.SuperNetwork) == (name == "super_dcnn")
     state = model_file.load(path).state_dict
     assert state.keys() == model.state_dict().keys()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
@@ -180,7 +184,7 @@ def test_wrong_kind_bare_and_corrupt_files_are_named(trained, tmp_path):
     save_file({"w": torch.zeros(2)}, bare)
     assert model_file.read_metadata(bare) == {}
     with pytest.raises(ValueError, match=f"{bare}: no karyosr metadata"):
-        classify.load_classifier(bare)
+        predict.load_classifier(bare)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(trained["paths"]["sr"].read_bytes()[:200])
     with pytest.raises(ValueError, match=str(broken)):
@@ -189,7 +193,7 @@ def test_wrong_kind_bare_and_corrupt_files_are_named(trained, tmp_path):
     torch.save({"best_epoch": 1, "state_dict": model_file.load(trained["paths"]["dcnn_hr"]).state_dict}, legacy)
     assert model_file.read_metadata(legacy) == {"legacy": True, "best_epoch": 1, "kind": "classifier"}
     with pytest.raises(ValueError, match=f"{legacy}: a classifier file without its architecture"):
-        classify.load_classifier(legacy)
+        predict.load_classifier(legacy)
     with pytest.raises(FileNotFoundError, match="model file not found"):
         model_file.load(tmp_path / "missing.safetensors")
 
@@ -334,9 +338,9 @@ def test_classify_writes_top3_and_skips_rejected_images(trained, tmp_path):
     assert (table["predicted_probability"] >= table["second_probability"]).all()
     assert (table["second_probability"] >= table["third_probability"]).all()
     # The same as prepare_input + infer in the package.
-    model, meta = classify.load_classifier(trained["paths"]["dcnn_hr"])
-    image = classify.prepare_input(cv2.imread(str(folder / "a.png"), cv2.IMREAD_UNCHANGED), meta)
-    probabilities, _ = classify.infer(model, image[None], 255.0, torch.device("cpu"), bf16=False)
+    model, meta = predict.load_classifier(trained["paths"]["dcnn_hr"])
+    image = prepare_input(cv2.imread(str(folder / "a.png"), cv2.IMREAD_UNCHANGED), meta)
+    probabilities, _ = predict.infer(model, image[None], 255.0, torch.device("cpu"), bf16=False)
     assert table["predicted"][0] == CLASS_NAMES[int(probabilities.argmax())]
     assert table["predicted_probability"][0] == pytest.approx(float(probabilities.max()), abs=1e-5)
 

@@ -1,4 +1,4 @@
-"""Tests for karyosr.crop_filter: polarity, cropping, never-enlarge, padding, quality filters."""
+"""Tests for karyosr.dataset.crop_filter: polarity, cropping, never-enlarge, padding, quality filters."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import shards
-from karyosr.crop_filter import (
+from karyosr.dataset.crop_filter import (
     border_median,
     crop_filter_image,
     crop_filter_images,
@@ -16,7 +15,8 @@ from karyosr.crop_filter import (
     foreground_mask,
     run,
 )
-from karyosr.images import ImageRejected
+from karyosr.io import shards
+from karyosr.io.images import ImageRejected
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for karyosr.degrade: LR synthesis, per-image seeding, recorded parameters, run()."""
+"""Tests for karyosr.dataset.degrade: LR synthesis, per-image seeding, recorded parameters, run()."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import shards
-from karyosr.degrade import IDENTITY_COLUMNS, KERNELS, degrade_image, degrade_images, downscale, image_rng, run
+from karyosr.dataset.degrade import IDENTITY_COLUMNS, KERNELS, degrade_image, degrade_images, downscale, image_rng, run
+from karyosr.io import shards
 from karyosr.resize import imresize
 
 

@@ -1,4 +1,4 @@
-"""Tests for karyosr.export: image files for Fiji/ImageJ from the Parquet shards."""
+"""Tests for karyosr.io.export: image files for Fiji/ImageJ from the Parquet shards."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import export, shards
+from karyosr.io import export, shards
 
 
 def _shard(path, ids, dtype=np.uint8, size=(6, 5), seed=0, **columns):

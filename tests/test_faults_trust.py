@@ -27,7 +27,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from karyosr import archs, classifiers, engine, shards, sr_infer, sr_train
+from karyosr import engine, weights
+from karyosr.classify import backbones as classifiers
+from karyosr.io import shards
+from karyosr.sr import archs, infer as sr_infer, train as sr_train
 
 REPO = Path(__file__).resolve().parents[1]
 SHARD_NAME = re.compile(r"\d{3}\.parquet")  # the rules' output names: wildcard_constraints shard=\d{3}
@@ -57,7 +60,7 @@ WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     import pandas as pd
-    from karyosr import shards
+    from karyosr.io import shards
 
     path, n = sys.argv[1], int(sys.argv[2])
     rng = np.random.default_rng(0)  # incompressible, so the file grows page by page
@@ -272,7 +275,7 @@ def test_pickled_payload_refused_by_load_weights(tmp_path, kind):
     path = _malicious(tmp_path / "weights.pth", kind, marker)
     for load in (lambda: archs.load_weights(archs.build_sr("srcnn", 2), path),
                  lambda: classifiers.load_weights(classifiers.build_backbone("dcnn", width=0.25), path),
-                 lambda: archs.load_checkpoint(path)):
+                 lambda: weights.load_checkpoint(path)):
         with pytest.raises(ValueError) as info:
             load()
         _assert_refused(info.value, path, marker)
@@ -352,7 +355,7 @@ def test_every_torch_load_is_weights_only_and_nothing_unpickles():
             offenders.append(f"{path.relative_to(REPO)}: unpickles")
     assert not offenders, "\n".join(offenders)
     # and the one place that does load checkpoints really passes the flag
-    assert "torch.load(path, map_location=\"cpu\", weights_only=True)" in (REPO / "src/karyosr/archs/_common.py").read_text()
+    assert "torch.load(path, map_location=\"cpu\", weights_only=True)" in (REPO / "src/karyosr/weights.py").read_text()
 
 
 # --------------------------------------------------------------------------- case 16: no shell built from config

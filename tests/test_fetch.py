@@ -1,4 +1,4 @@
-"""Tests for karyosr.fetch against a local HTTP server on 127.0.0.1 only."""
+"""Tests for karyosr.io.fetch, download and archives against a local HTTP server on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from karyosr.fetch import (
-    FetchError,
-    download,
-    extract_archive,
-    fetch_source,
-    sha256_file,
-)
+from karyosr.io.archives import extract_archive
+from karyosr.io.download import FetchError, download, sha256_file
+from karyosr.io.fetch import fetch_source
 
 
 def sha(data: bytes) -> str:
@@ -125,14 +121,14 @@ PAYLOAD = bytes(range(256)) * 40  # 10 KiB, enough to cut in the middle
 def test_fresh_download_is_verified(server, tmp_path, caplog):
     server.state.files["/data.bin"] = PAYLOAD
     dest = tmp_path / "cache" / "data.bin"
-    with caplog.at_level(logging.INFO, logger="karyosr.fetch"):
+    with caplog.at_level(logging.INFO, logger="karyosr.io.download"):
         got = download(f"{server.url}/data.bin", dest, sha(PAYLOAD), backoff=0)
     assert got == dest
     assert dest.read_bytes() == PAYLOAD
     assert sha256_file(dest) == sha(PAYLOAD)
     assert not (tmp_path / "cache" / "data.bin.part").exists()
     assert server.state.ranges == [None]
-    assert any(r.name == "karyosr.fetch" for r in caplog.records)
+    assert any(r.name == "karyosr.io.download" for r in caplog.records)
 
 
 def test_cached_copy_needs_no_request(server, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from karyosr import config as config_module
-from karyosr import ingest
+from karyosr.dataset import ingest
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,8 +29,10 @@ import cv2
 import numpy as np
 import pytest
 
-from karyosr import ingest, shards
-from karyosr.fetch import FetchError, fetch_source
+from karyosr.dataset import ingest
+from karyosr.io import shards
+from karyosr.io.download import FetchError
+from karyosr.io.fetch import fetch_source
 from workflow_helpers import TINY_CONFIG, snakemake, write_config
 
 EXTENSIONS = [".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"]
@@ -404,7 +406,7 @@ def test_killed_download_resumes(server, tmp_path):
     server.hang_after["/scans.tar"] = 1_200_000
     raw, cache = tmp_path / "raw" / "scans", tmp_path / "cache"
     source = _url_source(server, "/scans.tar", sha(body))
-    code = ("import sys; from karyosr.fetch import fetch_source; "
+    code = ("import sys; from karyosr.io.fetch import fetch_source; "
             f"fetch_source({source!r}, {str(raw)!r}, {str(cache)!r})")
     env = {**os.environ, "no_proxy": "*", "NO_PROXY": "*"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)

@@ -1,4 +1,4 @@
-"""Tests for karyosr.images: decoding to 2-D grayscale, header sizes, and rejected inputs."""
+"""Tests for karyosr.io.images: decoding to 2-D grayscale, header sizes, and rejected inputs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from karyosr import images
-from karyosr.images import ImageRejected, decode_grayscale, header_size
+from karyosr.io import images
+from karyosr.io.images import ImageRejected, decode_grayscale, header_size
 
 BIG = 10**8
 

@@ -1,4 +1,4 @@
-"""Tests for karyosr.ingest (and karyosr.labels): the three layouts, quarantine, shards."""
+"""Tests for karyosr.dataset.ingest (and karyosr.labels): the three layouts, quarantine, shards."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import ingest, shards
-from karyosr.ingest import LayoutError, ingest_shard, list_candidates
+from karyosr.dataset import ingest
+from karyosr.dataset.ingest import LayoutError, ingest_shard, list_candidates
+from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES, N_CLASSES, LabelError, parse_label
 
 EXTENSIONS = [".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg"]

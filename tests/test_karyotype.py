@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import karyotype
+from karyosr.classify import karyotype
 from karyosr.labels import CLASS_NAMES, N_CLASSES
 
 FEMALE = np.r_[np.repeat(np.arange(22), 2), 22, 22]

@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from karyosr import registration, shards, slides, spreads, sr_infer
-from karyosr.archs import RRDBNet
+from karyosr import slides
+from karyosr.dataset import registration, spreads
+from karyosr.io import shards
+from karyosr.sr import infer as sr_infer
+from karyosr.sr.archs import RRDBNet
 from workflow_helpers import snakemake, write_config
 
 SERIES = {"n_slides": 5, "view_px": 256, "low_px": 256, "ratios": [4, 2], "chr1_length_px": 40, "width_px": 5}

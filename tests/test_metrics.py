@@ -1,4 +1,4 @@
-"""Tests for karyosr.metrics: PSNR, SSIM (against an independent reference), MSE, summaries."""
+"""Tests for karyosr.quality.full_reference and scoring: PSNR, SSIM (vs an independent reference), MSE, summaries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from scipy.signal import convolve2d
 
-from karyosr import metrics, niqe, shards
-from karyosr.metrics import PSNR_CAP_DB, data_range, mse, psnr, ssim, summarise
+from karyosr.io import shards
+from karyosr.quality import full_reference, niqe, scoring
+from karyosr.quality.full_reference import PSNR_CAP_DB, data_range, mse, psnr, ssim
+from karyosr.quality.scoring import summarise
 
 PARAMS = {"ssim_window": 11, "ssim_sigma": 1.5, "ssim_k1": 0.01, "ssim_k2": 0.03, "foreground_dilation": 0,
           "niqe_patch_size": 16}
@@ -167,7 +169,7 @@ def test_ssim_too_small_raises(shape):
 
 
 def test_gaussian_window():
-    w = metrics.gaussian_window(11, 1.5)
+    w = full_reference.gaussian_window(11, 1.5)
     assert w.shape == (11,) and w.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(w, w[::-1])
     assert w.argmax() == 5
@@ -178,7 +180,7 @@ def test_gaussian_window():
 
 def test_score():
     x, y = _pair((16, 16), np.uint8, 0.1, 0)
-    table = metrics.score(x[None], y[None], PARAMS, np.ones((1, 16, 16), bool))
+    table = full_reference.score(x[None], y[None], PARAMS, np.ones((1, 16, 16), bool))
     assert list(table.columns) == ["psnr", "ssim", "mse", "psnr_fg", "ssim_fg", "mse_fg"]
     # With the whole image as foreground, the foreground figures are the whole-image ones.
     for name in ("psnr", "ssim", "mse"):
@@ -192,9 +194,9 @@ def test_background_only_method_scores_high_whole_image_and_low_foreground():
     hr[0, 24:40, 28:36] = np.tile([200, 120], 64)[:128].reshape(16, 8)  # a banded "chromosome"
     flat = hr.copy()
     flat[0, 24:40, 28:36] = 160  # background perfect, bands lost
-    masks = metrics.foreground_masks(hr, ["light_on_dark"], [60.0], dilation=2)
+    masks = full_reference.foreground_masks(hr, ["light_on_dark"], [60.0], dilation=2)
     assert masks[0][24:40, 28:36].all() and 16 * 8 < masks[0].sum() <= 20 * 12  # the object grown by 2 px
-    table = metrics.score(hr, flat, {**PARAMS, "ssim_window": 7}, masks)
+    table = full_reference.score(hr, flat, {**PARAMS, "ssim_window": 7}, masks)
     assert table.loc[0, "psnr"] > 25
     assert table.loc[0, "psnr_fg"] < table.loc[0, "psnr"] - 10
     assert table.loc[0, "ssim_fg"] < table.loc[0, "ssim"]
@@ -204,7 +206,7 @@ def test_no_reference_scores_and_flat_image_reason():
     rng = np.random.default_rng(0)
     textured = [np.clip(rng.normal(120, 40, (64, 64)), 0, 255).astype(np.uint8) for _ in range(4)]
     pristine = niqe.PristineModel(*niqe.fit_pristine(textured, patch_size=16), "paper", 16)
-    table = metrics.no_reference(textured[:2] + [np.full((64, 64), 7, np.uint8)], pristine)
+    table = scoring.no_reference(textured[:2] + [np.full((64, 64), 7, np.uint8)], pristine)
     assert np.isfinite(table["niqe"].iloc[:2]).all() and (table["niqe_error"].iloc[:2] == "").all()
     assert np.isnan(table["niqe"].iloc[2]) and "flat" in table["niqe_error"].iloc[2]
     assert table["piqe"].between(0, 100).all()
@@ -228,9 +230,9 @@ def test_run_matches_sr_to_hr(tmp_path):
     sr_meta = pd.DataFrame({"image_id": ids, "label": pd.array([1, 2], dtype="Int8"), "class_name": ["2", "3"],
                             "profile": "x4", "method": "nearest"})
     shards.write_shard(tmp_path / "sr.parquet", sr_meta, sr)
-    metrics.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, _pristine(tmp_path), tmp_path / "m.parquet")
+    scoring.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, _pristine(tmp_path), tmp_path / "m.parquet")
     table = shards.read_table(tmp_path / "m.parquet")
-    assert set(metrics.METRIC_COLUMNS) <= set(table.columns)
+    assert set(scoring.METRIC_COLUMNS) <= set(table.columns)
     assert list(table["image_id"]) == ["d/g/0", "d/g/2"]
     for row in table.itertuples():
         expected = np.clip(hr[row.image_id].astype(int) + 3, 0, 255)
@@ -244,7 +246,7 @@ def test_run_missing_hr(tmp_path):
                                                               "profile": "p", "method": "m"}),
                        [np.zeros((16, 16), np.uint8)])
     with pytest.raises(ValueError, match="zz"):
-        metrics.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, tmp_path / "none.npz", tmp_path / "m.parquet")
+        scoring.run(tmp_path / "hr.parquet", tmp_path / "sr.parquet", PARAMS, tmp_path / "none.npz", tmp_path / "m.parquet")
 
 
 def test_summarise():
@@ -255,7 +257,7 @@ def test_summarise():
         "ssim": [0.9, 0.8, 0.7, 0.5, 0.7, 0.4],
         "mse": [1.0, 2.0, 3.0, 4.0, 6.0, 9.0],
     })
-    for column in metrics.METRIC_COLUMNS[3:]:
+    for column in scoring.METRIC_COLUMNS[3:]:
         per_image[column] = per_image["mse"]
     per_image.loc[0, "niqe"] = np.nan  # an image NIQE could not score
     summary = summarise(per_image)

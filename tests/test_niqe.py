@@ -1,4 +1,4 @@
-"""NIQE (karyosr.niqe): features, pristine model, score behaviour, edge cases, parameter files."""
+"""NIQE (karyosr.quality.niqe): features, pristine model, score behaviour, edge cases, parameter files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import scipy.io
 from scipy.ndimage import convolve
 from scipy.special import gamma
 
-from karyosr import niqe as N
-from karyosr import synthetic
+from karyosr.dataset import synthetic
+from karyosr.quality import niqe as N
 from karyosr.resize import imresize
 from quality_images import SIZE, degrade, montage
 

@@ -1,4 +1,4 @@
-"""Whole-image layouts (images, magnification_series) and karyosr.pairs: registration of every
+"""Whole-image layouts (images, magnification_series) and karyosr.dataset.pairs: registration of every
 pair of a slide, rejected pairs kept with the reason, registered pairs cut into paired tiles."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import ingest, pairs, registration, shards, spreads
 from karyosr.config import ConfigError, validate
-from karyosr.ingest import LayoutError, ingest_shard, list_candidates
+from karyosr.dataset import ingest, pairs, registration, spreads
+from karyosr.dataset.ingest import LayoutError, ingest_shard, list_candidates
+from karyosr.io import shards
 
 EXTENSIONS = [".tif", ".png", ".jpg"]
 SERIES = {"type": "magnification_series", "subdir": "", "extensions": EXTENSIONS, "group_regex": "_(?P<group>[^_]+)$"}

@@ -1,4 +1,4 @@
-"""PIQE (karyosr.piqe): range, monotonic response to blur and noise, edge cases."""
+"""PIQE (karyosr.quality.piqe): range, monotonic response to blur and noise, edge cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from karyosr.piqe import piqe, piqe_details
+from karyosr.quality.piqe import piqe, piqe_details
 
 from quality_images import degrade, montage
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from karyosr import registration as reg
-from karyosr import spreads
+from karyosr.dataset import registration as reg
+from karyosr.dataset import spreads
 
 SMALL = {"view_px": 512, "low_px": 512, "ratios": [4, 10]}
 SEEDS = (11, 12, 13)

@@ -1,4 +1,4 @@
-"""Tests for karyosr.report: sample choice, tables, and the HTML/Markdown report."""
+"""Tests for karyosr.report (tables, findings, figures, page): sample choice, tables, and the HTML/Markdown report."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import report, shards
+from karyosr.dataset.split import SPLITS
+from karyosr.io import shards
 from karyosr.labels import CLASS_NAMES
-from karyosr.split import SPLITS
+from karyosr.report import figures, findings, page, tables
 
 
 def _split_manifest(per_class=3, classes=range(24), splits=("train", "val", "test")):
@@ -36,22 +37,22 @@ def _labels(split, ids):
 
 def test_pick_samples_deterministic_and_order_free():
     split = _split_manifest()
-    first = report.pick_samples(split, 6)
-    assert first == report.pick_samples(split, 6)
-    assert first == report.pick_samples(split.sample(frac=1.0, random_state=3), 6)
+    first = figures.pick_samples(split, 6)
+    assert first == figures.pick_samples(split, 6)
+    assert first == figures.pick_samples(split.sample(frac=1.0, random_state=3), 6)
     assert len(first) == len(set(first)) == 6
 
 
 def test_pick_samples_only_test_split():
     split = _split_manifest()
-    ids = report.pick_samples(split, 10)
+    ids = figures.pick_samples(split, 10)
     assert set(split.set_index("image_id").loc[ids, "split"]) == {"test"}
 
 
 @pytest.mark.parametrize("n", [2, 4, 8, 12, 24])
 def test_pick_samples_spreads_over_classes(n):
     split = _split_manifest(per_class=3)
-    labels = _labels(split, report.pick_samples(split, n))
+    labels = _labels(split, figures.pick_samples(split, n))
     assert len(set(labels)) == n  # one per class while classes last
     if n >= 2:
         assert min(labels) == 0 and max(labels) == 23  # from the first class to the last
@@ -61,15 +62,15 @@ def test_pick_samples_spreads_over_unbalanced_classes():
     rows = [{"image_id": f"d/g/a{i:02d}", "label": 0, "split": "test"} for i in range(12)]
     rows += [{"image_id": f"d/g/b{label}{i}", "label": label, "split": "test"} for label in (1, 2, 3) for i in range(2)]
     split = pd.DataFrame(rows)
-    labels = _labels(split, report.pick_samples(split, 4))
+    labels = _labels(split, figures.pick_samples(split, 4))
     assert sorted(labels) == [0, 1, 2, 3]
 
 
 def test_pick_samples_small_and_empty():
     split = _split_manifest(per_class=1, classes=[3, 7])
-    ids = report.pick_samples(split, 10)
+    ids = figures.pick_samples(split, 10)
     assert sorted(ids) == sorted(split.loc[split["split"] == "test", "image_id"])
-    assert report.pick_samples(split[split["split"] != "test"], 4) == []
+    assert figures.pick_samples(split[split["split"] != "test"], 4) == []
 
 
 # --------------------------------------------------------------------------- tables
@@ -77,22 +78,22 @@ def test_pick_samples_small_and_empty():
 
 def test_markdown_table():
     table = pd.DataFrame({"method": ["bicubic", "nearest"], "psnr_mean": [30.12345, 28.0], "n_images": [10, 3]})
-    text = report.markdown_table(table)
+    text = page.markdown_table(table)
     lines = text.split("\n")
     assert lines[0] == "| method | psnr_mean | n_images |"
     assert lines[1] == "|---|---|---|"
     assert lines[2] == "| bicubic | 30.123 | 10 |"
     assert lines[3] == "| nearest | 28.000 | 3 |"
     assert len(lines) == 4
-    assert report.markdown_table(table, digits=1).split("\n")[2] == "| bicubic | 30.1 | 10 |"
+    assert page.markdown_table(table, digits=1).split("\n")[2] == "| bicubic | 30.1 | 10 |"
 
 
 def test_markdown_table_empty():
-    assert report.markdown_table(pd.DataFrame(columns=["a", "b"])) == "| a | b |\n|---|---|"
+    assert page.markdown_table(pd.DataFrame(columns=["a", "b"])) == "| a | b |\n|---|---|"
 
 
 def test_html_table():
-    html = report.html_table(pd.DataFrame({"x": [1.23456], "name": ["<b>"]}))
+    html = page.html_table(pd.DataFrame({"x": [1.23456], "name": ["<b>"]}))
     assert "1.235" in html and "&lt;b&gt;" in html and "<table" in html
 
 
@@ -103,7 +104,7 @@ def test_stage_counts_add_up():
     rejected = pd.DataFrame({"image_id": ["i7", "i8", "i9"]})
     split = pd.DataFrame({"image_id": [f"i{i}" for i in range(7)], "group": ["a", "a", "b", "c", "d", "d", "e"],
                           "split": ["train", "train", "train", "val", "test", "test", "train"]})
-    table = report.stage_counts(ingest, quarantined, cropped, rejected, split).set_index("stage")
+    table = tables.stage_counts(ingest, quarantined, cropped, rejected, split).set_index("stage")
     assert table.loc["ingest", "in"] == 12
     for stage in ("ingest", "crop_filter"):
         assert table.loc[stage, "in"] == table.loc[stage, "kept"] + table.loc[stage, "set aside"]
@@ -116,7 +117,7 @@ def test_stage_counts_add_up():
 
 def test_class_counts_add_up():
     split = _split_manifest(per_class=2, classes=[0, 5, 22, 23])
-    table = report.class_counts(split)
+    table = tables.class_counts(split)
     assert len(table) == 24
     assert list(table["class"]) == CLASS_NAMES
     assert list(table.columns) == ["class", *SPLITS, "total"]
@@ -130,7 +131,7 @@ def test_class_counts_add_up():
 
 def test_class_counts_missing_split_column_filled():
     split = _split_manifest(per_class=1, classes=[1], splits=("train",))
-    table = report.class_counts(split)
+    table = tables.class_counts(split)
     assert table["val"].sum() == 0 and table["test"].sum() == 0 and table["train"].sum() == 1
 
 
@@ -138,7 +139,7 @@ def test_method_table_gain_over_bicubic():
     summary = pd.DataFrame({"profile": ["x2", "x2", "x4", "x4"], "method": ["bicubic", "nearest", "bicubic", "lanczos"],
                             "psnr_mean": [30.0, 27.5, 25.0, 25.5]})
     summary["ssim_mean"] = [0.8, 0.6, 0.5, 0.55]
-    table = report.method_table(summary, ["nearest", "bicubic", "lanczos"])
+    table = tables.method_table(summary, ["nearest", "bicubic", "lanczos"])
     assert list(table["method"]) == ["nearest", "bicubic", "bicubic", "lanczos"]
     assert list(table["psnr_gain_pct"]) == pytest.approx([-100 * 2.5 / 30, 0.0, 0.0, 100 * 0.5 / 25])
     assert list(table["ssim_gain_pct"]) == pytest.approx([-25.0, 0.0, 0.0, 10.0])
@@ -148,7 +149,7 @@ def test_comparison_marks_the_best_value_per_column():
     summary = pd.DataFrame({"profile": "x4", "method": ["bicubic", "srresnet"], "psnr_mean": [30.0, 31.0],
                             "psnr_std": [1.0, 1.5], "mse_mean": [20.0, 10.0], "mse_std": [2.0, 1.0],
                             "ssim_mean": [0.9, 0.8], "ssim_std": [0.01, 0.02]})
-    marked = report.comparison(report.method_table(summary, ["bicubic", "srresnet"]), "x4")
+    marked = tables.comparison(tables.method_table(summary, ["bicubic", "srresnet"]), "x4")
     assert "<b>31.00 ± 1.50</b>" in marked.html and "<b>10.00 ± 1.00</b>" in marked.html
     assert "<b>0.9000 ± 0.0100</b>" in marked.html  # SSIM: higher is better, bicubic wins here
     assert "**31.00 ± 1.50**" in marked.markdown
@@ -157,10 +158,10 @@ def test_comparison_marks_the_best_value_per_column():
 def test_rejected_table():
     q = pd.DataFrame({"image_id": ["a"], "source": ["a.png"], "stage": ["ingest"], "reason": ["empty"]})
     r = pd.DataFrame({"image_id": ["b"], "source": ["b.png"], "stage": ["crop_filter"], "reason": ["flat"]})
-    table = report.rejected_table(q, r)
+    table = tables.rejected_table(q, r)
     assert list(table.columns) == ["stage", "image_id", "source", "reason"]
     assert list(table["image_id"]) == ["a", "b"]
-    empty = report.rejected_table(q.iloc[:0], r.iloc[:0])
+    empty = tables.rejected_table(q.iloc[:0], r.iloc[:0])
     assert empty.empty and list(empty.columns) == ["stage", "image_id", "source", "reason"]
 
 
@@ -168,7 +169,7 @@ def test_load_images(tmp_path):
     shards.write_shard(tmp_path / "0.parquet", pd.DataFrame({"image_id": ["a", "b"]}),
                        [np.zeros((2, 2), np.uint8), np.ones((3, 3), np.uint8)])
     shards.write_shard(tmp_path / "1.parquet", pd.DataFrame({"image_id": ["c"]}), [np.full((4, 4), 5, np.uint8)])
-    found = report.load_images([tmp_path / "0.parquet", tmp_path / "1.parquet"], ["c", "a", "zz"])
+    found = figures.load_images([tmp_path / "0.parquet", tmp_path / "1.parquet"], ["c", "a", "zz"])
     assert set(found) == {"a", "c"}
     assert found["c"].shape == (4, 4) and found["a"].shape == (2, 2)
 
@@ -193,45 +194,45 @@ def test_write_report(tmp_path, png):
         ("SR methods", "PSNR & SSIM", table),
         ("Samples <x4>", "LR, SR, HR", png),
     ]
-    report.write_report(out, "My <report>", sections, "seed: 0\nshards: 4\n")
-    page = (out / "index.html").read_text()
+    page.write_report(out, "My <report>", sections, "seed: 0\nshards: 4\n")
+    index_html = (out / "index.html").read_text()
     md = (out / "summary.md").read_text()
 
-    assert page.startswith("<!DOCTYPE html>")
-    assert "<title>My &lt;report&gt;</title>" in page and "<h1>My &lt;report&gt;</h1>" in page
-    assert "PSNR &amp; SSIM" in page and "Samples &lt;x4&gt;" in page
-    assert "31.500" in page
-    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert index_html.startswith("<!DOCTYPE html>")
+    assert "<title>My &lt;report&gt;</title>" in index_html and "<h1>My &lt;report&gt;</h1>" in index_html
+    assert "PSNR &amp; SSIM" in index_html and "Samples &lt;x4&gt;" in index_html
+    assert "31.500" in index_html
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', index_html)
     assert len(embedded) == 1
     assert base64.b64decode(embedded[0]) == png.read_bytes()
-    assert "seed: 0" in page
+    assert "seed: 0" in index_html
 
     assert md.startswith("# My <report>\n")
     assert "## SR methods\n\nPSNR & SSIM" in md
-    assert report.markdown_table(table) in md
+    assert page.markdown_table(table) in md
     assert f"![Samples <x4>]({png.name})" in md
     assert "```yaml\nseed: 0\nshards: 4\n```" in md
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.md"]
 
 
 def test_write_report_links_pages_beside_it(tmp_path):
-    report.write_report(tmp_path, "t", [], "seed: 0", links=[("Viewer <all images>", "viewer.html")])
-    page = (tmp_path / "index.html").read_text()
-    assert '<a href="viewer.html">Viewer &lt;all images&gt;</a>' in page
+    page.write_report(tmp_path, "t", [], "seed: 0", links=[("Viewer <all images>", "viewer.html")])
+    index_html = (tmp_path / "index.html").read_text()
+    assert '<a href="viewer.html">Viewer &lt;all images&gt;</a>' in index_html
     assert "[Viewer <all images>](viewer.html)" in (tmp_path / "summary.md").read_text()
-    report.write_report(tmp_path, "t", [], "seed: 0")
+    page.write_report(tmp_path, "t", [], "seed: 0")
     assert "<a href" not in (tmp_path / "index.html").read_text()
 
 
 def test_write_report_config_without_trailing_newline(tmp_path):
-    report.write_report(tmp_path, "t", [], "seed: 0")
+    page.write_report(tmp_path, "t", [], "seed: 0")
     md = (tmp_path / "summary.md").read_text()
     assert "\n```\n" in md or md.endswith("\n```")
 
 
 def test_save_table(tmp_path):
     table = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
-    report.save_table(table, tmp_path, "counts")
+    tables.save_table(table, tmp_path, "counts")
     pd.testing.assert_frame_equal(shards.read_table(tmp_path / "tables" / "counts.parquet"), table, check_dtype=False)
     assert (tmp_path / "tables" / "counts.csv").read_text() == "a,b\n1,x\n2,y\n"
 
@@ -241,15 +242,15 @@ def test_sample_grid(tmp_path):
     hr = {i: np.full((16, 16), 100, np.uint8) for i in ids}
     lr = {i: np.full((4, 4), 100, np.uint8) for i in ids}
     sr = {"nearest": hr, "bicubic": hr}
-    report.sample_grid(ids, hr, lr, sr, "title", tmp_path / "grid.png")
+    figures.sample_grid(ids, hr, lr, sr, "title", tmp_path / "grid.png")
     image = cv2.imread(str(tmp_path / "grid.png"))
     assert image is not None and image.shape[1] > image.shape[0]  # 4 columns, 2 rows
 
 
 def test_software_versions():
-    table = report.software_versions()
+    table = tables.software_versions()
     assert table.loc[0, "package"] == "python"
-    assert set(report.PACKAGES) <= set(table["package"])
+    assert set(tables.PACKAGES) <= set(table["package"])
 
 
 # --------------------------------------------------------------------------- classification tables
@@ -269,14 +270,14 @@ def _over_seeds(decoded=True):
 
 
 def test_classification_tables_show_intervals_and_decoded_accuracy():
-    networks, ablation = report.classification_tables(_over_seeds())
+    networks, ablation = tables.classification_tables(_over_seeds())
     header = networks.markdown.split("\n")[0]
     assert header == "| method | accuracy | accuracy, cell decoded | macro-F1 | X accuracy | Y accuracy |"
     assert "| hr (dcnn, hr) | **0.90 [0.85, 0.95]** | **0.86 [0.81, 0.91]** |" in networks.markdown
     assert "| lr (dcnn, lr:x4) | 0.50 [0.40, 0.60] |" in networks.markdown and "| – |" in networks.markdown
     assert "±" not in networks.markdown and "nan" not in networks.markdown.lower()
     assert "0.50 [0.40, 0.60]" in ablation.markdown
-    plain, _ = report.classification_tables(_over_seeds(decoded=False))
+    plain, _ = tables.classification_tables(_over_seeds(decoded=False))
     assert "decoded" not in plain.markdown
 
 
@@ -294,13 +295,13 @@ def _per_class(decoded=True):
 
 
 def test_per_class_heatmap_is_classes_by_experiments():
-    heatmap = report.per_class_heatmap(_per_class())
+    heatmap = tables.per_class_heatmap(_per_class())
     lines = heatmap.markdown.split("\n")
     assert lines[0] == "| class (test images) | hr | lr |" and len(lines) == 2 + 24
     assert lines[2] == "| 1 (4) | 0.90 (0.95) | 0.30 (0.35) |"
     assert lines[-1] == "| Y (0) | – | – |"
     assert heatmap.html.count("<tr>") == 25 and "rgba(31, 119, 180, 0.90)" in heatmap.html
-    assert report.per_class_heatmap(_per_class(decoded=False)).markdown.split("\n")[2] == "| 1 (4) | 0.90 | 0.30 |"
+    assert tables.per_class_heatmap(_per_class(decoded=False)).markdown.split("\n")[2] == "| 1 (4) | 0.90 | 0.30 |"
 
 
 def test_flagged_cells_table_counts_reasons_over_runs():
@@ -311,12 +312,12 @@ def test_flagged_cells_table_counts_reasons_over_runs():
         "flagged": [True, False, True, True],
         "reason": ["45 chromosomes (expected 46), decoded labels lack 21", "",
                    "45 chromosomes (expected 46), decoded labels lack 21", "3 confident 7 (expected 2)"]})
-    table = report.flagged_cells_table(cells).set_index("cell")
+    table = tables.flagged_cells_table(cells).set_index("cell")
     assert list(table.index) == ["c1", "c2"]
     assert table.loc["c1", "reasons"] == "45 chromosomes (expected 46); decoded labels lack 21"
     assert table.loc["c1", "flagged in"] == "2 of 2 runs" and table.loc["c1", "decoded sex"] == "XY"
     assert table.loc["c2", "reasons"] == "3 confident 7 (expected 2) (1 of 2 runs)"
-    assert report.flagged_cells_table(cells.assign(flagged=False)).empty
+    assert tables.flagged_cells_table(cells.assign(flagged=False)).empty
 
 
 # --------------------------------------------------------------------------- findings
@@ -337,14 +338,14 @@ def _per_image(gain_fg=1.5, fg=True):
 
 def test_sr_findings_name_the_best_method_with_its_cell_interval():
     per_image, split = _per_image()
-    (line,) = report.sr_findings(per_image, split, n_boot=500)
+    (line,) = findings.sr_findings(per_image, split, n_boot=500)
     assert line.startswith("x4: srresnet gains most over bicubic in PSNR inside the chromosome: ")
     assert "larger than its uncertainty" in line and "95% CI" in line
-    assert report.sr_findings(per_image, split, n_boot=500) == [line]  # seeded
+    assert findings.sr_findings(per_image, split, n_boot=500) == [line]  # seeded
     worse, _ = _per_image(gain_fg=-2.0, fg=False)
-    (line,) = report.sr_findings(worse[worse["method"] != "lanczos"], split, n_boot=500)
+    (line,) = findings.sr_findings(worse[worse["method"] != "lanczos"], split, n_boot=500)
     assert line.startswith("x4: no method beats bicubic; the closest is srresnet in PSNR: 28.00 vs 30.00 dB, -2.00 dB")
-    assert report.sr_findings(per_image[per_image["method"] != "bicubic"], split, n_boot=500) == []
+    assert findings.sr_findings(per_image[per_image["method"] != "bicubic"], split, n_boot=500) == []
 
 
 def _comparison(kind, experiment, baseline, metric, value, reference, low, high, share=np.nan):
@@ -365,7 +366,7 @@ def test_classification_findings_from_comparisons():
         _comparison("cell_decoding", "lr", "lr", "accuracy", 0.41, 0.4, -0.02, 0.04),
     ])
     cells = pd.DataFrame({"cell": ["c1", "c1", "c2"], "flagged": [True, False, False]})
-    gap, smote, decoding = report.classification_findings(comparisons, over_seeds, cells)
+    gap, smote, decoding = findings.classification_findings(comparisons, over_seeds, cells)
     assert gap.startswith("LR-to-HR accuracy gap (hr vs lr): 80.0% vs 40.0%, +40.0 points (95% CI +30.0 to +50.0; "
                           "larger than its uncertainty). sr (sr:m:x4) closes 50% of it, +20.0 points")
     assert smote.startswith("SMOTE (hr vs hr_none, balance none): X accuracy 50% vs 10%, +40.0 points")
@@ -379,17 +380,17 @@ def test_classification_findings_from_comparisons():
 def test_classification_findings_degrade_when_experiments_are_missing():
     over_seeds = pd.DataFrame({"experiment": ["lr", "sr"], "input": ["lr:x4", "sr:m:x4"], "balance": "smote"})
     comparisons = pd.DataFrame([_comparison("sr_route", "sr", "lr", "accuracy", 0.42, 0.4, -0.05, 0.09)])
-    (line,) = report.classification_findings(comparisons, over_seeds, pd.DataFrame(columns=["cell", "flagged"]))
+    (line,) = findings.classification_findings(comparisons, over_seeds, pd.DataFrame(columns=["cell", "flagged"]))
     assert line == ("SR routes vs the LR input lr (no HR experiment to measure a gap): sr (sr:m:x4) +2.0 points "
                     "(95% CI -5.0 to +9.0; the interval includes 0: not a measured difference) over LR.")
-    assert report.classification_findings(comparisons.iloc[:0], over_seeds, pd.DataFrame()) == []
+    assert findings.classification_findings(comparisons.iloc[:0], over_seeds, pd.DataFrame()) == []
 
 
 def test_write_report_renders_findings_as_bullets_and_text_only_sections(tmp_path):
-    report.write_report(tmp_path, "t", [("Findings", "From the tables.", ["a < b", "c"]),
-                                        ("Flagged cells", "No cell was flagged.", None)], "seed: 0")
-    page = (tmp_path / "index.html").read_text()
+    page.write_report(tmp_path, "t", [("Findings", "From the tables.", ["a < b", "c"]),
+                                      ("Flagged cells", "No cell was flagged.", None)], "seed: 0")
+    index_html = (tmp_path / "index.html").read_text()
     md = (tmp_path / "summary.md").read_text()
-    assert "<ul><li>a &lt; b</li><li>c</li></ul>" in page
+    assert "<ul><li>a &lt; b</li><li>c</li></ul>" in index_html
     assert "## Findings\n\nFrom the tables.\n\n- a < b\n- c\n\n## Flagged cells\n\nNo cell was flagged.\n\n## Configuration" in md
-    assert "<img" not in page
+    assert "<img" not in index_html

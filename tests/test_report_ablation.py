@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import report
+from karyosr.report import page, tables
 
 
 def _over_seeds(adaptive_crop: bool) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def _assert_valid_table(lines: list[str]) -> list[list[str]]:
 
 @pytest.mark.parametrize("adaptive_crop, mark", [(True, "✓"), (False, "–")])
 def test_ablation_table_is_valid_markdown_with_the_iam_of_the_run(adaptive_crop, mark):
-    table = report.ablation_table(_over_seeds(adaptive_crop))
+    table = tables.ablation_table(_over_seeds(adaptive_crop))
     header, *rows = _assert_valid_table(table.markdown.split("\n"))
     assert header == ["backbone", "SMOTE", "SR", "IAM", "input", "accuracy"]
     assert [row[:5] for row in rows] == [
@@ -68,15 +68,15 @@ def test_ablation_table_is_valid_markdown_with_the_iam_of_the_run(adaptive_crop,
 
 def test_ablation_iam_follows_each_row():
     rows = pd.concat([_over_seeds(True).iloc[:2], _over_seeds(False).iloc[2:]], ignore_index=True)
-    _, *cells = _assert_valid_table(report.ablation_table(rows).markdown.split("\n"))
+    _, *cells = _assert_valid_table(tables.ablation_table(rows).markdown.split("\n"))
     assert [row[3] for row in cells] == ["✓", "✓", "–", "–"]
 
 
 def test_adaptive_crop_applied_reads_the_crop_filter_manifest():
-    assert report.adaptive_crop_applied(pd.DataFrame({"adaptive_crop": [True, True]}))
-    assert not report.adaptive_crop_applied(pd.DataFrame({"adaptive_crop": [False, False]}))
+    assert tables.adaptive_crop_applied(pd.DataFrame({"adaptive_crop": [True, True]}))
+    assert not tables.adaptive_crop_applied(pd.DataFrame({"adaptive_crop": [False, False]}))
     with pytest.raises(ValueError, match="adaptive_crop is true for some images and false for others"):
-        report.adaptive_crop_applied(pd.DataFrame({"adaptive_crop": [True, False]}))
+        tables.adaptive_crop_applied(pd.DataFrame({"adaptive_crop": [True, False]}))
 
 
 def test_summary_md_tables_are_valid_markdown(tmp_path):
@@ -84,13 +84,13 @@ def test_summary_md_tables_are_valid_markdown(tmp_path):
     odd = pd.DataFrame({"stage": ["crop_filter"], "reason": ["a | b\nsecond line"], "n": [np.float64(1.5)]})
     methods = pd.DataFrame({"profile": "x4", "method": ["bicubic", "edsr|x4"], "psnr_mean": [30.0, 31.0]})
     sections = [
-        ("Classification: ablation", "text", report.ablation_table(_over_seeds(False))),
-        ("Methods", "text", report.comparison(methods, "x4")),
+        ("Classification: ablation", "text", tables.ablation_table(_over_seeds(False))),
+        ("Methods", "text", tables.comparison(methods, "x4")),
         ("Rejected", "text", odd),
     ]
-    report.write_report(tmp_path, "t", sections, "a: 1\n")
-    tables = _tables((tmp_path / "summary.md").read_text())
-    assert len(tables) == 3
-    parsed = [_assert_valid_table(lines) for lines in tables]
+    page.write_report(tmp_path, "t", sections, "a: 1\n")
+    markdown_tables = _tables((tmp_path / "summary.md").read_text())
+    assert len(markdown_tables) == 3
+    parsed = [_assert_valid_table(lines) for lines in markdown_tables]
     assert parsed[1][2][0] == "edsr\\|x4"
     assert parsed[2][1] == ["crop_filter", "a \\| b second line", "1.500"]

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from karyosr import shards
+from karyosr.io import shards
 from workflow_helpers import REPO, TINY_CONFIG, write_config
 
 pytestmark = pytest.mark.slow

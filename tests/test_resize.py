@@ -51,7 +51,7 @@ def test_x4_downscale_interior_row_by_hand():
 
 
 def _half_by_eight_taps(a: np.ndarray) -> np.ndarray:
-    """imresize(a, 0.5) derived separately (once karyosr.niqe's own copy): output i sits at input
+    """imresize(a, 0.5) derived separately (once karyosr.quality.niqe's own copy): output i sits at input
     2i + 0.5 (0-based), so its 8 taps 2i-3 .. 2i+4 lie at distances 3.5 .. -3.5 and weigh
     k(d / 2) / 2; the borders mirror with edge duplication, 4 samples deep."""
     d = np.abs(np.arange(3.5, -4.0, -1.0)) / 2

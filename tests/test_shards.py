@@ -1,4 +1,4 @@
-"""Tests for karyosr.shards (Parquet image shards and manifests) and karyosr.atomic."""
+"""Tests for karyosr.io.shards (Parquet image shards and manifests) and karyosr.io.atomic."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from karyosr import atomic, shards
+from karyosr.io import atomic, shards
 
 
 # --------------------------------------------------------------------------- shard_of

@@ -1,4 +1,4 @@
-"""Tests for karyosr.split: group-wise, stratified, seeded train/val/test assignment."""
+"""Tests for karyosr.dataset.split: group-wise, stratified, seeded train/val/test assignment."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import shards
-from karyosr.split import SPLITS, SplitError, assign_groups, run, split_manifest
+from karyosr.dataset.split import SPLITS, SplitError, assign_groups, run, split_manifest
+from karyosr.io import shards
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import registration, spreads
+from karyosr.dataset import registration, spreads
 from karyosr.resize import imresize
 
 SMALL = {"view_px": 512, "low_px": 512, "ratios": [4, 10]}

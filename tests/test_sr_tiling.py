@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from karyosr import archs, sr_infer
+from karyosr.sr import archs, infer as sr_infer
 
 CPU = torch.device("cpu")
 SCALE = 2

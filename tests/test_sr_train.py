@@ -12,11 +12,13 @@ import pytest
 import torch
 import yaml
 
-from karyosr import archs, config, metrics, sr_train
+from karyosr import config
 from karyosr.engine import FitSettings, fit
+from karyosr.quality import full_reference
 from karyosr.resize import imresize
-from karyosr.sr_data import Pairs
-from karyosr.upscale import upscale
+from karyosr.sr import archs, train as sr_train
+from karyosr.sr.data import Pairs
+from karyosr.sr.upscale import upscale
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config/config.yaml"
@@ -93,7 +95,7 @@ def test_every_architecture_beats_bicubic_on_a_toy_problem(arch, tmp_path):
     cfg = model_settings({"device": "cpu"}, name=arch, arch=arch, options=TOY_MODELS[arch], batch_size=8,
                          patch_size=32, lr=2e-3, warmup_steps=10, epochs=1, steps_per_epoch=100)
     train, val = banded_rods(64, 0), banded_rods(16, 1)
-    bicubic = float(metrics.psnr(val.hr, upscale(val.lr, 4, "bicubic"), 255.0).mean())
+    bicubic = float(full_reference.psnr(val.hr, upscale(val.lr, 4, "bicubic"), 255.0).mean())
     torch.manual_seed(0)
     task = sr_train.SRTask(cfg, sr_train.build_model(cfg, 4), train, val, torch.device("cpu"), None)
     start = task.validate()["val_psnr"]

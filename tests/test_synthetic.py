@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import synthetic
+from karyosr.dataset import synthetic
 
 SMALL = {"n_cells": 2, "male_fraction": 0.5, "chr1_length_px": 60, "width_px": 7}
 

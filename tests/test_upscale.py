@@ -1,4 +1,4 @@
-"""Tests for karyosr.upscale: interpolation baselines and their SR shard contract."""
+"""Tests for karyosr.sr.upscale: interpolation baselines and their SR shard contract."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import shards
-from karyosr.degrade import OPENCV_KERNELS
 from karyosr.config import INTERPOLATION_METHODS as METHODS
+from karyosr.dataset.degrade import OPENCV_KERNELS
+from karyosr.io import shards
 from karyosr.resize import imresize
-from karyosr.upscale import SR_COLUMNS, run, select_split, upscale
+from karyosr.sr.upscale import SR_COLUMNS, run, select_split, upscale
 
 UNSHARP = {"sigma": 1.0, "amount": 1.0}
 

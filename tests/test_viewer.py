@@ -1,4 +1,4 @@
-"""Tests for karyosr.viewer: the self-contained comparison page, built from tiny arrays."""
+"""Tests for karyosr.report.viewer: the self-contained comparison page, built from tiny arrays."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import shards, viewer
+from karyosr.io import shards
+from karyosr.report import viewer
 
 IDS = ["d/c1/a 1", "d/c1/b X", "d/c2/c Y"]
 CLASSES = ["1", "X", "Y"]

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import model_file, shards, synthetic
+from karyosr import model_file
+from karyosr.dataset import synthetic
+from karyosr.io import shards
 from workflow_helpers import TINY_CONFIG, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ argparse, because three subcommands with a handful of options need no third-part
 
 Models are ``model.safetensors`` files written by the workflow (see karyosr.model_file); SR
 models written as ``model.pt`` by earlier versions load too. Inference is the workflow's own
-(``sr_infer.predict_tiled`` and ``classify.infer``), so an image gets the same output here as in
+(``sr.infer.predict_tiled`` and ``classify.predict.infer``), so an image gets the same output here as in
 the workflow. torch is imported only by the commands that run a model, so ``--help`` and ``info``
 on a safetensors file start quickly.
 
@@ -100,7 +100,7 @@ def collect(inputs: list[str], failures: Failures) -> list[Item]:
 def read_image(path: Path, max_pixels: int):
     """A file decoded to a 2-D uint8 / uint16 array as ingest decodes it (colour -> luminance);
     raises ValueError (ImageRejected) or OSError with the reason."""
-    from karyosr.images import decode_grayscale
+    from karyosr.io.images import decode_grayscale
 
     image, _ = decode_grayscale(path.read_bytes(), max_pixels)
     return image
@@ -170,9 +170,10 @@ def cmd_enhance(args) -> int:
     import cv2
     import numpy as np
 
-    from karyosr import atomic, sr_infer
+    from karyosr.io import atomic
+    from karyosr.sr import infer
 
-    model, meta = _load(sr_infer.load_model, args.model)
+    model, meta = _load(infer.load_model, args.model)
     device = _setup_torch(args)
     model = model.to(device)
     scale = int(meta["scale"])
@@ -196,8 +197,8 @@ def cmd_enhance(args) -> int:
             groups.setdefault((image.shape, image.dtype.str), []).append((item, target, image))
         for members in groups.values():
             lr = np.stack([image for _, _, image in members])
-            sr = sr_infer.predict_tiled(model, lr, scale, peak_of(lr), device, args.tile, args.overlap,
-                                        batch_size=args.batch_size, bf16=not args.fp32)
+            sr = infer.predict_tiled(model, lr, scale, peak_of(lr), device, args.tile, args.overlap,
+                                     batch_size=args.batch_size, bf16=not args.fp32)
             for (item, target, _), out in zip(members, sr):
                 ok, encoded = cv2.imencode(target.suffix, out)
                 if not ok:
@@ -219,10 +220,11 @@ def cmd_classify(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from karyosr import atomic, classify, karyotype
+    from karyosr.classify import inputs, karyotype, predict
+    from karyosr.io import atomic
 
-    model, meta = _load(classify.load_classifier, args.model)
-    _load(lambda _: classify.input_crop(meta), args.model)
+    model, meta = _load(predict.load_classifier, args.model)
+    _load(lambda _: inputs.input_crop(meta), args.model)
     device = _setup_torch(args)
     model = model.to(device)
     names = list(meta["class_names"])
@@ -236,7 +238,7 @@ def cmd_classify(args) -> int:
         groups: dict[str, list] = {}
         for item in chunk:
             try:
-                image = classify.prepare_input(read_image(item.path, args.max_pixels), meta)
+                image = inputs.prepare_input(read_image(item.path, args.max_pixels), meta)
             except (OSError, ValueError) as exc:
                 failures.add(item.path, str(exc))
                 progress.advance(item.path)
@@ -244,8 +246,8 @@ def cmd_classify(args) -> int:
             groups.setdefault(image.dtype.str, []).append((item, image))
         for members in groups.values():
             stack = np.stack([image for _, image in members])
-            p, _ = classify.infer(model, stack, peak_of(stack), device, bf16=not args.fp32, tta=bool(meta["tta"]),
-                                  batch_size=args.batch_size)
+            p, _ = predict.infer(model, stack, peak_of(stack), device, bf16=not args.fp32, tta=bool(meta["tta"]),
+                                 batch_size=args.batch_size)
             for (item, _), row in zip(members, p):
                 done.append(item)
                 probabilities.append(row)

@@ -35,9 +35,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from karyosr import shards
-from karyosr.archs import load_checkpoint
-from karyosr.atomic import atomic_path
+from karyosr.io import shards
+from karyosr.io.atomic import atomic_path
+from karyosr.weights import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ safetensors header carries one metadata entry, ``karyosr``, holding a JSON objec
 
 Reading never unpickles: safetensors files are parsed as tensors and JSON. ``.pt`` files
 written before this format (and public BasicSR / ESRGAN ``.pth`` files) still load through the
-``weights_only`` torch loader (:func:`karyosr.archs._common.load_checkpoint`); for them the
+``weights_only`` torch loader (:func:`karyosr.weights.load_checkpoint`); for them the
 metadata is what the old payload held (``legacy: true``).
 
 safetensors and torch are imported where they are used, so reading a safetensors file's
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from karyosr import __version__
-from karyosr.atomic import atomic_path
+from karyosr.io.atomic import atomic_path
 
 FORMAT = "karyosr-model"
 FORMAT_VERSION = 1
@@ -155,7 +155,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
 def load(path: str | os.PathLike) -> ModelFile:
     """A model file's tensors and metadata. Nothing is unpickled: safetensors files are read as
     tensors and JSON, other files through the ``weights_only`` torch loader. Errors name the file."""
-    from karyosr.archs._common import load_checkpoint, state_dict_of
+    from karyosr.weights import load_checkpoint, state_dict_of
 
     path = Path(path)
     _require_file(path)
@@ -171,6 +171,12 @@ def load(path: str | os.PathLike) -> ModelFile:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
     return ModelFile(path, dict(state), metadata)
+
+
+def read_state_dict(path) -> dict:
+    """A weights file's tensors, loaded safely and unwrapped: a safetensors file (a karyosr
+    ``model.safetensors`` or any other) or a torch file through :func:`karyosr.weights.load_checkpoint`."""
+    return load(path).state_dict
 
 
 def require_kind(loaded: ModelFile, kind: str) -> dict:

@@ -5,7 +5,7 @@ never photographed at high magnification; metaphase enhancement (ESRGAN transfer
 judges the enlarged spreads by no-reference quality, as no HR reference exists for them. So every
 SR method (baselines and trained models of a paired profile) is applied to the *whole*
 low-magnification captures of the test slides - each the low side of an accepted pair whose
-nominal ratio is the profile's scale - with seamless tiles (:func:`karyosr.sr_infer.predict_tiled`),
+nominal ratio is the profile's scale - with seamless tiles (:func:`karyosr.sr.infer.predict_tiled`),
 and NIQE and PIQE are measured on every capture before (at its native size) and after.
 
 Pure cores (:func:`captures_to_enhance`, :func:`enhance`, :func:`slide_overview`) and thin
@@ -21,10 +21,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from karyosr import metrics, niqe, shards
-from karyosr.pairs import matches_profile, registration_of
-from karyosr.registration import Registration, cut_pair
-from karyosr.upscale import upscale
+from karyosr.dataset.pairs import matches_profile, registration_of
+from karyosr.dataset.registration import Registration, cut_pair
+from karyosr.io import shards
+from karyosr.quality import niqe, scoring
+from karyosr.sr.upscale import upscale
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def enhance(image: np.ndarray, scale: int, method: str, model=None, infer_cfg: d
     trained SR model in seamless tiles of ``infer_cfg['tile']`` LR pixels (whole when 0)."""
     if model is None:
         return upscale(image, scale, method, unsharp)
-    from karyosr.sr_infer import predict_tiled  # torch only where a model runs
+    from karyosr.sr.infer import predict_tiled  # torch only where a model runs
 
     import torch
 
@@ -78,7 +79,7 @@ def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name
         import torch
 
         from karyosr.engine import pick_device
-        from karyosr.sr_infer import load_model
+        from karyosr.sr.infer import load_model
 
         torch.set_num_threads(max(1, threads))
         device = pick_device(infer_cfg["device"])
@@ -103,7 +104,7 @@ def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name
 def quality_table(meta: pd.DataFrame, images: list[np.ndarray], pristine: niqe.PristineModel, method: str,
                   profile: str) -> pd.DataFrame:
     """NIQE and PIQE of whole images (one row each)."""
-    scores = metrics.no_reference(images, pristine) if images else pd.DataFrame(columns=["niqe", "piqe", "niqe_error"])
+    scores = scoring.no_reference(images, pristine) if images else pd.DataFrame(columns=["niqe", "piqe", "niqe_error"])
     table = pd.DataFrame({"image_id": meta["image_id"].to_numpy(), "slide": meta["slide"].to_numpy(),
                           "magnification": meta["magnification"].to_numpy(), "method": method, "profile": profile,
                           "height": [im.shape[0] for im in images], "width": [im.shape[1] for im in images]})
@@ -192,7 +193,7 @@ def draw_slide(axes, low: np.ndarray, views: list[tuple[np.ndarray, Registration
 
 def run_slide_figure(ingest_shards, pairs_table, enhanced: dict[str, list[str]], scale: int, out_png) -> None:
     """The report figure of one paired profile: a row per enhanced capture (test slides)."""
-    from karyosr.report import pyplot, save_figure
+    from karyosr.report.figures import pyplot, save_figure
 
     pairs = shards.read_table(pairs_table)
     pairs = pairs[pairs["accepted"].astype(bool)]

@@ -29,9 +29,9 @@ from karyosr.config import (
     sr_run_settings,
     validate as validate_config,
 )
-from karyosr.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
-from karyosr.viewer import input_key as viewer_input_key
-from karyosr.shards import shard_names
+from karyosr.io.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
+from karyosr.io.shards import shard_names
+from karyosr.report.viewer import input_key as viewer_input_key
 
 validate_config(config, load_schema(WORKFLOW_DIR / "schemas/config.schema.yaml"))
 
@@ -160,7 +160,7 @@ def viewer_profiles():
 
 
 def viewer_inputs(wildcards):
-    """The LR and SR shards of every profile and method, under karyosr.viewer.input_key names."""
+    """The LR and SR shards of every profile and method, under karyosr.report.viewer.input_key names."""
     inputs = {}
     for profile in viewer_profiles():
         inputs[viewer_input_key("lr", profile["name"])] = shard_paths(f"degrade/{profile['name']}")

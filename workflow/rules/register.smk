@@ -1,5 +1,5 @@
 # Magnification series: every (low, high magnification) pair of a slide registered, the accepted
-# pairs cut into LR/HR tiles that form the paired degradation profiles (karyosr.pairs).
+# pairs cut into LR/HR tiles that form the paired degradation profiles (karyosr.dataset.pairs).
 
 
 rule register:

@@ -1,8 +1,10 @@
-from karyosr import atomic, logs, metrics, shards
+from karyosr import logs
+from karyosr.io import atomic, shards
+from karyosr.quality import scoring
 
 logs.setup(snakemake.log[0])
 per_image = shards.concat_tables(snakemake.input.sr)
-summary = metrics.summarise(per_image)
+summary = scoring.summarise(per_image)
 shards.write_table(snakemake.output.per_image, per_image)
 shards.write_table(snakemake.output.hr_quality, shards.concat_tables(snakemake.input.hr))
 shards.write_table(snakemake.output.summary_parquet, summary)

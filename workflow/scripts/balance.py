@@ -1,7 +1,8 @@
-from karyosr import classify, logs
+from karyosr import logs
+from karyosr.classify import balance
 
 logs.setup(snakemake.log[0])
-classify.run_balance(
+balance.run_balance(
     snakemake.input.shards,
     snakemake.input.split,
     snakemake.wildcards.method,

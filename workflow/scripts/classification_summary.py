@@ -2,7 +2,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from karyosr import class_metrics, karyotype, logs, shards
+from karyosr import logs
+from karyosr.classify import karyotype, metrics
+from karyosr.io import shards
+from karyosr.report import figures
 
 logs.setup(snakemake.log[0])
 out, params = snakemake.output, snakemake.params
@@ -15,14 +18,14 @@ else:
 predictions = predictions.drop(columns="probabilities")
 shards.write_table(out.predictions, predictions)
 shards.write_table(out.cells, cells)
-runs = class_metrics.run_summary(predictions, params.bootstrap)
+runs = metrics.run_summary(predictions, params.bootstrap)
 shards.write_table(out.runs, runs)
-shards.write_table(out.over_seeds, class_metrics.over_seeds(runs, experiments))
-shards.write_table(out.comparisons, class_metrics.comparisons(predictions, experiments, params.bootstrap))
-shards.write_table(out.per_class, class_metrics.per_class(predictions))
+shards.write_table(out.over_seeds, metrics.over_seeds(runs, experiments))
+shards.write_table(out.comparisons, metrics.comparisons(predictions, experiments, params.bootstrap))
+shards.write_table(out.per_class, metrics.per_class(predictions))
 for experiment, table_path, png in zip([e["name"] for e in experiments], out.confusion, out.confusion_png):
-    matrix = class_metrics.confusion(predictions, experiment)
+    matrix = metrics.confusion(predictions, experiment)
     shards.write_table(table_path, matrix.reset_index(names="true"))
-    class_metrics.confusion_plot(matrix, f"{experiment}: confusion (all seeds)", png)
+    figures.confusion_plot(matrix, f"{experiment}: confusion (all seeds)", png)
 features = {Path(p).parent.name: shards.read_table(p) for p in snakemake.input.features}
-class_metrics.tsne_plot(features, out.tsne)
+figures.tsne_plot(features, out.tsne)

@@ -1,10 +1,11 @@
 import torch
 
-from karyosr import classify, logs
+from karyosr import logs
+from karyosr.classify import inputs
 
 logs.setup(snakemake.log[0])
 torch.set_num_threads(max(1, snakemake.threads))
-classify.prepare_shard(
+inputs.prepare_shard(
     snakemake.input.lr,
     kind=snakemake.wildcards.input.split("-")[0],
     model_path=snakemake.input.get("model"),

@@ -1,4 +1,5 @@
-from karyosr import crop_filter, logs
+from karyosr import logs
+from karyosr.dataset import crop_filter
 
 logs.setup(snakemake.log[0])
 crop_filter.run(

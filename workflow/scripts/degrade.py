@@ -1,4 +1,5 @@
-from karyosr import degrade, logs
+from karyosr import logs
+from karyosr.dataset import degrade
 
 logs.setup(snakemake.log[0])
 degrade.run(

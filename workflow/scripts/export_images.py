@@ -1,4 +1,5 @@
-from karyosr import export, logs, shards
+from karyosr import logs
+from karyosr.io import export, shards
 
 logs.setup(snakemake.log[0])
 split = shards.read_table(snakemake.input.split)

@@ -1,4 +1,6 @@
-from karyosr import fetch, logs, spreads, synthetic
+from karyosr import logs
+from karyosr.dataset import spreads, synthetic
+from karyosr.io import fetch
 
 logs.setup(snakemake.log[0])
 source = snakemake.params.source

@@ -1,4 +1,5 @@
-from karyosr import logs, metrics
+from karyosr import logs
+from karyosr.quality import scoring
 
 logs.setup(snakemake.log[0])
-metrics.fit_niqe_model(snakemake.input.hr, snakemake.input.split, snakemake.params.metrics, snakemake.output[0])
+scoring.fit_niqe_model(snakemake.input.hr, snakemake.input.split, snakemake.params.metrics, snakemake.output[0])

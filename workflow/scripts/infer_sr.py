@@ -1,7 +1,8 @@
-from karyosr import logs, sr_infer
+from karyosr import logs
+from karyosr.sr import infer
 
 logs.setup(snakemake.log[0])
-sr_infer.run(
+infer.run(
     lr_shard=snakemake.input.lr,
     model_path=snakemake.input.model,
     method=snakemake.wildcards.model,

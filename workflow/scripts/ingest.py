@@ -1,4 +1,5 @@
-from karyosr import ingest, logs
+from karyosr import logs
+from karyosr.dataset import ingest
 
 logs.setup(snakemake.log[0])
 ingest.run(

@@ -1,4 +1,5 @@
-from karyosr import logs, shards
+from karyosr import logs
+from karyosr.io import shards
 
 logs.setup(snakemake.log[0])
 manifest = shards.build_manifest(snakemake.input, snakemake.output[0])

@@ -1,6 +1,7 @@
-from karyosr import logs, metrics
+from karyosr import logs
+from karyosr.quality import scoring
 
 logs.setup(snakemake.log[0])
-metrics.run(
+scoring.run(
     snakemake.input.hr, snakemake.input.sr, snakemake.params.metrics, snakemake.input.pristine, snakemake.output[0]
 )

@@ -1,7 +1,9 @@
-from karyosr import logs, report, shards
+from karyosr import logs
+from karyosr.io import shards
+from karyosr.report import figures
 
 logs.setup(snakemake.log[0])
-report.quality_boxplots(
+figures.quality_boxplots(
     shards.concat_tables(snakemake.input.sr),
     shards.concat_tables(snakemake.input.hr),
     snakemake.wildcards.profile,

@@ -1,7 +1,8 @@
-from karyosr import classify, logs
+from karyosr import logs
+from karyosr.classify import predict
 
 logs.setup(snakemake.log[0])
-classify.run_predict(
+predict.run_predict(
     eval_shards=snakemake.input.eval,
     split_manifest=snakemake.input.split,
     model_path=snakemake.input.model,

@@ -2,7 +2,10 @@ from pathlib import Path
 
 import yaml
 
-from karyosr import logs, report, shards
+from karyosr import logs
+from karyosr.io import shards
+from karyosr.report import figures, page, tables
+from karyosr.report.findings import classification_findings, sr_findings
 
 logs.setup(snakemake.log[0])
 inputs, params = snakemake.input, snakemake.params
@@ -12,19 +15,19 @@ quarantined = shards.read_table(inputs.quarantined)
 cropped = shards.read_table(inputs.cropped)
 rejected = shards.read_table(inputs.rejected)
 split = shards.read_table(inputs.split)
-methods = report.method_table(shards.read_table(inputs.summary), params.methods)
+methods = tables.method_table(shards.read_table(inputs.summary), params.methods)
 
-tables = {
+saved = {
     "sr_methods": methods,
-    "stage_counts": report.stage_counts(ingested, quarantined, cropped, rejected, split),
-    "class_counts": report.class_counts(split),
-    "rejected": report.rejected_table(quarantined, rejected),
-    "software": report.software_versions(),
+    "stage_counts": tables.stage_counts(ingested, quarantined, cropped, rejected, split),
+    "class_counts": tables.class_counts(split),
+    "rejected": tables.rejected_table(quarantined, rejected),
+    "software": tables.software_versions(),
 }
-for name, table in tables.items():
-    report.save_table(table, out_dir, name)
+for name, table in saved.items():
+    tables.save_table(table, out_dir, name)
 
-filter_columns = [c for c in report.COMPARISON_COLUMNS if c[0] in ("mse_mean", "mse_fg_mean", "psnr_fg_mean")]
+filter_columns = [c for c in tables.COMPARISON_COLUMNS if c[0] in ("mse_mean", "mse_fg_mean", "psnr_fg_mean")]
 sections = []
 for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality):
     sections += [
@@ -32,11 +35,11 @@ for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality)
          "Mean ± standard deviation over the test images; 'fg' = inside the chromosome mask (the HR "
          "foreground, dilated), where whole-image figures are inflated by uniform background; % change "
          "of PSNR and SSIM over bicubic. Best value of each column in bold.",
-         report.comparison(methods, profile)),
+         tables.comparison(methods, profile)),
         (f"MSE: filter sharpening vs learned sharpening, {profile}",
          "Mean squared error against HR of the bicubic image, the unsharp-mask filter applied to it, and "
          "every learned method.",
-         report.comparison(methods, profile, filter_columns)),
+         tables.comparison(methods, profile, filter_columns)),
         (f"No-reference quality before and after enhancement, {profile}",
          "NIQE and PIQE per method and for the HR images; lower is better.", quality),
         (f"Sample test images, {profile}",
@@ -46,20 +49,20 @@ for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality)
 if inputs.training:
     sections.append(("Training curves", "Training loss and validation PSNR per epoch; dots mark the epochs kept.",
                      inputs.training[0]))
-findings = report.sr_findings(shards.read_table(inputs.per_image), split, params.bootstrap)
+findings = sr_findings(shards.read_table(inputs.per_image), split, params.bootstrap)
 if inputs.classification:
     over_seeds = shards.read_table(inputs.classification[0])
     per_class = shards.read_table(inputs.per_class[0])
     comparisons = shards.read_table(inputs.comparisons[0])
     cells = shards.read_table(inputs.cells[0])
-    flagged = report.flagged_cells_table(cells)
+    flagged = tables.flagged_cells_table(cells)
     for name, table in (("classification", over_seeds), ("per_class", per_class), ("comparisons", comparisons),
                         ("flagged_cells", flagged)):
-        report.save_table(table, out_dir, name)
-    findings += report.classification_findings(comparisons, over_seeds, cells)
+        tables.save_table(table, out_dir, name)
+    findings += classification_findings(comparisons, over_seeds, cells)
     # Every experiment of a run classifies crop_filter's images, cut to the chromosome or not.
-    networks, ablation = report.classification_tables(
-        over_seeds.assign(adaptive_crop=report.adaptive_crop_applied(cropped)))
+    networks, ablation = tables.classification_tables(
+        over_seeds.assign(adaptive_crop=tables.adaptive_crop_applied(cropped)))
     intervals = "; ".join(over_seeds["interval"].unique())
     decoding = params.decoding
     decoded_text = (" and after cell decoding (each cell's chromosomes labelled jointly as two of each autosome and "
@@ -73,8 +76,8 @@ if inputs.classification:
         flagged if len(flagged) else None)] if decoding["cell_decoding"] else []
     histories = {Path(p).parent.parent.name + " " + Path(p).parent.name: shards.read_table(p)
                  for p in inputs.class_histories}
-    report.training_curves(histories, snakemake.output.classifier_curves, metric="val_accuracy",
-                           metric_title="validation accuracy")
+    figures.training_curves(histories, snakemake.output.classifier_curves, metric="val_accuracy",
+                            metric_title="validation accuracy")
     sections += [
         ("Classification: networks and inputs",
          f"Test accuracy of the independent predictions{decoded_text}, macro-F1 over the 24 classes and the "
@@ -85,7 +88,7 @@ if inputs.classification:
          "+ IAM (the image adaptive crop, crop_filter.adaptive_crop; one setting per run).", ablation),
         ("Classification: per class", "Test accuracy per chromosome class and experiment, all seeds pooled, "
          f"shaded by accuracy{'; in brackets after cell decoding' if decoded_text else ''}. The class column "
-         "gives its test images; precision and F1 are in tables/per_class.csv.", report.per_class_heatmap(per_class)),
+         "gives its test images; precision and F1 are in tables/per_class.csv.", tables.per_class_heatmap(per_class)),
         *flagged_sections,
         *[(f"Confusion matrix, {Path(p).stem.removeprefix('confusion_')}", "Rows: true class; share of each "
            "true class per predicted class.", p) for p in inputs.confusion],
@@ -98,13 +101,13 @@ sections.insert(0, ("Findings", "Generated from the tables below; intervals are 
                     "cells (and seeds, for classification).",
                     findings or ["No comparison could be made from this run's tables."]))
 sections += [
-    ("Images per stage", "What each stage took in, kept and set aside.", tables["stage_counts"]),
-    ("Images per class and split", "Counts after cropping and filtering.", tables["class_counts"]),
-    ("Quarantined and rejected images", "Every input that did not go on, with the reason.", tables["rejected"]),
-    ("Software", "Versions this report was made with.", tables["software"]),
+    ("Images per stage", "What each stage took in, kept and set aside.", saved["stage_counts"]),
+    ("Images per class and split", "Counts after cropping and filtering.", saved["class_counts"]),
+    ("Quarantined and rejected images", "Every input that did not go on, with the reason.", saved["rejected"]),
+    ("Software", "Versions this report was made with.", saved["software"]),
 ]
 # The whole configuration is shown for provenance but is not a param: a key that changes none of
 # the report's inputs or its own slice must not rerun it (the page then shows the configuration of
 # the run that made it, whose results are the same).
-report.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(dict(snakemake.config), sort_keys=False),
-                    links=[("Comparison viewer: every test image, method by method", "viewer.html")])
+page.write_report(out_dir, params.report["title"], sections, yaml.safe_dump(dict(snakemake.config), sort_keys=False),
+                  links=[("Comparison viewer: every test image, method by method", "viewer.html")])

@@ -1,7 +1,8 @@
-from karyosr import classify, logs
+from karyosr import logs
+from karyosr.classify import train
 
 logs.setup(snakemake.log[0])
-classify.run_train(
+train.run_train(
     balanced=snakemake.input.balanced,
     eval_shards=snakemake.input.eval,
     split_manifest=snakemake.input.split,

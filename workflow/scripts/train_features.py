@@ -1,4 +1,5 @@
-from karyosr import features, logs
+from karyosr import logs
+from karyosr.sr import features
 
 logs.setup(snakemake.log[0])
 features.run(

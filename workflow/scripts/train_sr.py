@@ -1,7 +1,8 @@
-from karyosr import logs, sr_train
+from karyosr import logs
+from karyosr.sr import train
 
 logs.setup(snakemake.log[0])
-sr_train.run(
+train.run(
     hr_shards=snakemake.input.hr,
     lr_shards=snakemake.input.lr,
     model_cfg=snakemake.params.model,

@@ -1,4 +1,5 @@
-from karyosr import logs, viewer
+from karyosr import logs
+from karyosr.report import viewer
 
 logs.setup(snakemake.log[0])
 params = snakemake.params

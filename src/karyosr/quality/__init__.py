@@ -1,0 +1,1 @@
+"""Image quality: full-reference PSNR/SSIM/MSE, no-reference NIQE and PIQE, and the metrics rules."""

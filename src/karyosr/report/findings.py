@@ -1,0 +1,96 @@
+"""The report's findings: sentences generated from its tables, each difference with its bootstrap
+interval and whether that interval leaves out 0."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from karyosr.classify import metrics
+
+
+def describe_difference(value: float, low: float, high: float, unit: str, digits: int) -> str:
+    """'+1.78 dB (95 % CI +1.70 to +1.86; larger than its uncertainty)': a difference, its interval
+    and whether the interval leaves out 0."""
+    verdict = ("larger than its uncertainty" if low > 0 or high < 0
+               else "the interval includes 0: not a measured difference")
+    return (f"{value:+.{digits}f}{unit} ({metrics.LEVEL:.0%} CI {low:+.{digits}f} to {high:+.{digits}f}; "
+            f"{verdict})")
+
+
+def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed: int = 0) -> list[str]:
+    """Per profile, the method with the largest mean PSNR gain over bicubic (inside the chromosome
+    where that was scored), with a bootstrap interval of the per-image gains over test cells (the
+    images of a cell share its staining and blur)."""
+    scored_inside = "psnr_fg" in per_image and per_image["psnr_fg"].notna().any()
+    metric, where = ("psnr_fg", " inside the chromosome") if scored_inside else ("psnr", "")
+    cells = split.set_index("image_id")["group"]
+    lines = []
+    for profile, rows in per_image.groupby("profile", sort=False):
+        psnr = rows.pivot(index="image_id", columns="method", values=metric)
+        if "bicubic" not in psnr or psnr.shape[1] < 2:
+            continue
+        gains = psnr.drop(columns="bicubic").sub(psnr["bicubic"], axis=0)
+        best = gains.mean().idxmax()
+        gain = gains[best].dropna()
+        low, high = metrics.bootstrap_ci(gain.to_numpy(), n_boot, seed,
+                                               clusters=[cells.get(i, i) for i in gain.index])
+        lead = (f"{best} gains most over bicubic" if gain.mean() > 0
+                else f"no method beats bicubic; the closest is {best}")
+        lines.append(f"{profile}: {lead} in PSNR{where}: {psnr[best].mean():.2f} vs {psnr['bicubic'].mean():.2f} dB, "
+                     + describe_difference(gain.mean(), low, high, " dB", 2) + ".")
+    return lines
+
+
+SEX_CHROMOSOME_ACCURACY = {"x_accuracy": "X accuracy", "y_accuracy": "Y accuracy"}
+
+
+def _points(row) -> str:
+    return describe_difference(100 * row["difference"], 100 * row["ci_low"], 100 * row["ci_high"], " points", 1)
+
+
+def classification_findings(comparisons: pd.DataFrame, over_seeds: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+    """Sentences from `karyosr.classify.metrics.comparisons`: the LR-to-HR accuracy gap and what each SR
+    route closes of it, SMOTE's effect on X and Y accuracy, and cell decoding's effect and flags.
+    A comparison the experiments do not allow is left out."""
+    inputs = over_seeds.set_index("experiment")["input"]
+    balances = over_seeds.set_index("experiment")["balance"]
+    kind = comparisons["comparison"]
+    lines = []
+    gaps = comparisons[kind == "lr_to_hr_gap"].set_index("baseline")
+    routes = comparisons[kind == "sr_route"]
+    for lr, group in routes.groupby("baseline", sort=False):
+        gap = gaps.loc[lr] if lr in gaps.index else None
+        gap_closed = gap is not None and gap["ci_low"] > 0
+        text = (f"LR-to-HR accuracy gap ({gap['experiment']} vs {lr}): {gap['experiment_value']:.1%} vs "
+                f"{gap['baseline_value']:.1%}, {_points(gap)}. " if gap is not None
+                else f"SR routes vs the LR input {lr} (no HR experiment to measure a gap): ")
+        text += "; ".join(
+            f"{row['experiment']} ({inputs[row['experiment']]}) "
+            + (f"closes {row['share_of_gap']:.0%} of it, " if gap_closed else "")
+            + f"{_points(row)} over LR"
+            for _, row in group.iterrows())
+        lines.append(text + ".")
+    for hr_lr, gap in gaps.iterrows():
+        if hr_lr not in set(routes["baseline"]):
+            lines.append(f"LR-to-HR accuracy gap ({gap['experiment']} vs {hr_lr}): {gap['experiment_value']:.1%} vs "
+                         f"{gap['baseline_value']:.1%}, {_points(gap)}; no SR route on this input to close it.")
+    for (smote, other), group in comparisons[kind == "balance"].groupby(["experiment", "baseline"], sort=False):
+        effects = [f"{SEX_CHROMOSOME_ACCURACY[row['metric']]} {row['experiment_value']:.0%} vs "
+                   f"{row['baseline_value']:.0%}, "
+                   + _points(row) for _, row in group.iterrows() if not pd.isna(row["difference"])]
+        if effects:
+            lines.append(f"SMOTE ({smote} vs {other}, balance {balances[other]}): " + "; ".join(effects) + ".")
+    decoding = comparisons[kind == "cell_decoding"]
+    if len(decoding):
+        clear = decoding[(decoding["ci_low"] > 0) | (decoding["ci_high"] < 0)]
+        largest = decoding.loc[decoding["difference"].abs().idxmax()]
+        if len(decoding) == 1:
+            text = f"Cell decoding changes the accuracy of {largest['experiment']} by {_points(largest)}."
+        else:
+            text = (f"Cell decoding changes accuracy by {100 * decoding['difference'].min():+.1f} to "
+                    f"{100 * decoding['difference'].max():+.1f} points over {len(decoding)} experiments, larger than "
+                    f"its uncertainty in {len(clear)}; largest: {largest['experiment']} {_points(largest)}.")
+        flagged = cells.loc[cells["flagged"].astype(bool), "cell"].nunique()
+        lines.append(text + f" {flagged} of {cells['cell'].nunique()} test cells are flagged as possible numerical "
+                     "abnormalities in at least one run (table 'Classification: flagged cells').")
+    return lines

@@ -254,9 +254,10 @@ def test_enhance_files_and_folders_keeps_bit_depth_and_reports_bad_files(trained
     single = _write(tmp_path / "single.tiff", lr8)
     before = {p: p.read_bytes() for p in inputs.rglob("*")  if p.is_file()}
     out = tmp_path / "out"
-    # Tiles of 8 LR pixels with 8 of context: the same pixels as whole images (test_tiles_join_seamlessly).
+    # Tiles of 8 LR pixels with 12 of context (the blend uses the inner 6, more than SRCNN's 5-pixel
+    # reach): the same pixels as whole images (test_tiles_join_seamlessly).
     result = run_cli("enhance", trained["paths"]["sr"], inputs / "cell", single, tmp_path / "missing.png", "-o", out,
-                     "--tile", 8, "--overlap", 8, "--batch-size", 2, check_rc=1)
+                     "--tile", 8, "--overlap", 12, "--batch-size", 2, check_rc=1)
     assert "corrupt.png: cannot decode" in result.stderr
     assert "missing.png: no such file or folder" in result.stderr
     assert "6 image(s) enhanced x2" in result.stderr
@@ -306,7 +307,7 @@ def test_cli_output_is_bit_identical_to_the_workflow_infer_sr(trained, tmp_path)
     images saved as PNG give the same pixels."""
     out_shard = tmp_path / "sr.parquet"
     sr_infer.run(trained["root"] / "lr.parquet", trained["paths"]["sr"], "tiny_srcnn",
-                 {"device": "cpu", "tile": 0, "infer_batch_size": 64, "bf16": True}, out_shard)
+                 {"device": "cpu", "tile": 0, "tile_overlap": 16, "infer_batch_size": 64, "bf16": True}, out_shard)
     meta, workflow_images = shards.read_shard(out_shard)
     folder = tmp_path / "lr"
     for image_id, image, split in zip(trained["ids"], trained["lr"], trained["split"]):

@@ -357,8 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="images larger than this many LR pixels a side are run in tiles (0: whole images; "
                               "default: 256)")
     enhance.add_argument("--overlap", type=_non_negative, default=16,
-                         help="LR pixels of context around each tile whose output is discarded, so tiles join "
-                              "without seams (default: 16)")
+                         help="LR pixels of context read around each tile; overlapping tiles are blended with "
+                              "ramps that ignore the outer half of the context, so tiles join without seams "
+                              "(default: 16)")
     _run_options(enhance, batch=16)
     enhance.set_defaults(handler=cmd_enhance)
 

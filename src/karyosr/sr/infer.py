@@ -63,17 +63,21 @@ def predict_tiled(model, lr_images: np.ndarray, scale: int, peak: float, device,
     n, h, w = lr_images.shape
     if not tile or (h <= tile and w <= tile):
         return predict(model, lr_images, scale, peak, device, batch_size, bf16)
-    total = np.zeros((n, h * scale, w * scale), np.float32)
-    weights = np.zeros((h * scale, w * scale), np.float32)
+    # float64 sums: where tiles agree (context covering the receptive field) the blend returns
+    # their value exactly, so rounding matches the whole-image output bit for bit (16-bit too)
+    total = np.zeros((n, h * scale, w * scale), np.float64)
+    weights = np.zeros((h * scale, w * scale), np.float64)
     for y0, y1 in _windows(h, tile, overlap):
         rows = _ramp(y0 * scale, y1 * scale, h * scale, overlap * scale)
         for x0, x1 in _windows(w, tile, overlap):
-            weight = np.outer(rows, _ramp(x0 * scale, x1 * scale, w * scale, overlap * scale)).astype(np.float32)
+            weight = np.outer(rows, _ramp(x0 * scale, x1 * scale, w * scale, overlap * scale))
             part = predict(model, np.ascontiguousarray(lr_images[:, y0:y1, x0:x1]), scale, peak, device, batch_size,
                            bf16, rounded=False)
             total[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] += part * weight
             weights[y0 * scale : y1 * scale, x0 * scale : x1 * scale] += weight
-    return np.clip(np.round(total / weights), 0, peak).astype(lr_images.dtype)
+    # back to float32 before rounding, as the whole-image path rounds: a value the tiles agree on
+    # that is exactly k + 0.5 in float32 (16-bit images) rounds the same way
+    return np.clip(np.round((total / weights).astype(np.float32)), 0, peak).astype(lr_images.dtype)
 
 
 def run(lr_shard, model_path, method: str, infer_cfg: dict, out_shard, threads: int = 1) -> None:

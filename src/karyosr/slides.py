@@ -214,7 +214,7 @@ def run_slide_figure(ingest_shards, pairs_table, enhanced: dict[str, list[str]],
     columns = 3 + len(enhanced)
     fig, axes = plt.subplots(max(1, len(ids)), columns, figsize=(2.4 * columns, 2.6 * max(1, len(ids))), squeeze=False)
     for row, image_id in zip(axes, ids):
-        views = [(captures[p.high_id], registration_of(p), f"{p.high_magnification:g}x")
+        views = [(captures[p.high_id], registration_of(p), str(p.high_magnification))
                  for p in pairs[pairs["low_id"] == image_id].itertuples(index=False)]
         draw_slide(row, captures[image_id], views, {m: outputs[image_id][m] for m in enhanced if m in outputs[image_id]},
                    scale)

@@ -24,7 +24,8 @@ import pandas as pd
 from karyosr.dataset.pairs import matches_profile, registration_of
 from karyosr.dataset.registration import Registration, cut_pair
 from karyosr.io import shards
-from karyosr.quality import niqe, scoring
+from karyosr.quality import full_reference, niqe, scoring
+from karyosr.resize import imresize
 from karyosr.sr.upscale import upscale
 
 log = logging.getLogger(__name__)
@@ -47,22 +48,18 @@ def captures_to_enhance(meta: pd.DataFrame, pairs: pd.DataFrame, splits: dict[st
             if image_id in lows and splits.get(group) == "test"]
 
 
-def enhance(image: np.ndarray, scale: int, method: str, model=None, infer_cfg: dict | None = None,
+def enhance(image: np.ndarray, scale: int, method: str, model=None, device=None, infer_cfg: dict | None = None,
             unsharp: dict | None = None) -> np.ndarray:
     """``image`` enlarged ``scale`` times by an interpolation baseline (``model`` None) or by a
-    trained SR model in seamless tiles of ``infer_cfg['tile']`` LR pixels (whole when 0)."""
+    trained SR model on ``device`` in seamless tiles of ``infer_cfg['tile']`` LR pixels (whole when 0)."""
     if model is None:
         return upscale(image, scale, method, unsharp)
     from karyosr.sr.infer import predict_tiled  # torch only where a model runs
 
-    import torch
-
     cfg = infer_cfg or {}
-    peak = 65535.0 if image.dtype == np.uint16 else 255.0
-    device = torch.device(cfg.get("device_resolved", "cpu"))
-    return predict_tiled(model, image[None], scale, peak, device, int(cfg.get("tile", 0)),
-                         int(cfg.get("tile_overlap", 16)), batch_size=int(cfg.get("infer_batch_size", 64)),
-                         bf16=bool(cfg.get("bf16", True)))[0]
+    return predict_tiled(model, image[None], scale, full_reference.data_range(image.dtype), device,
+                         int(cfg.get("tile", 0)), int(cfg.get("tile_overlap", 16)),
+                         batch_size=int(cfg.get("infer_batch_size", 64)), bf16=bool(cfg.get("bf16", True)))[0]
 
 
 def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name: str, profile: dict,
@@ -74,7 +71,7 @@ def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name
     split = shards.read_table(split_manifest, columns=["group", "split"]).drop_duplicates()
     scale = int(profile["scale"])
     chosen = captures_to_enhance(meta, pairs, dict(zip(split["group"], split["split"])), scale) if len(meta) else []
-    model, cfg = None, dict(infer_cfg)
+    model, device = None, None
     if model_path:
         import torch
 
@@ -85,14 +82,13 @@ def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name
         device = pick_device(infer_cfg["device"])
         model, model_meta = load_model(model_path)
         model = model.to(device)
-        cfg["device_resolved"] = str(device)
         if int(model_meta["scale"]) != scale:
             raise ValueError(f"{model_path}: a x{model_meta['scale']} model cannot enhance profile "
                              f"{profile_name!r} (x{scale})")
     rows, out = [], []
     for i in chosen:
         start = time.perf_counter()
-        out.append(enhance(images[i], scale, method, model, cfg, unsharp))
+        out.append(enhance(images[i], scale, method, model, device, infer_cfg, unsharp))
         rows.append({**meta.iloc[i][["image_id", "dataset", "group", "slide", "magnification"]].to_dict(),
                      "split": "test", "method": method, "profile": profile_name, "scale": scale,
                      "seconds": time.perf_counter() - start})
@@ -104,7 +100,7 @@ def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name
 def quality_table(meta: pd.DataFrame, images: list[np.ndarray], pristine: niqe.PristineModel, method: str,
                   profile: str) -> pd.DataFrame:
     """NIQE and PIQE of whole images (one row each)."""
-    scores = scoring.no_reference(images, pristine) if images else pd.DataFrame(columns=["niqe", "piqe", "niqe_error"])
+    scores = scoring.no_reference(images, pristine)
     table = pd.DataFrame({"image_id": meta["image_id"].to_numpy(), "slide": meta["slide"].to_numpy(),
                           "magnification": meta["magnification"].to_numpy(), "method": method, "profile": profile,
                           "height": [im.shape[0] for im in images], "width": [im.shape[1] for im in images]})
@@ -152,12 +148,10 @@ def registration_difference(low: np.ndarray, view: np.ndarray, registration: Reg
     """(LR box, the view resampled onto it, absolute difference) after the view's exposure is
     matched to the capture's (mean and spread): what remains is misregistration and optics."""
     lr, hr = cut_pair(low, view, registration, scale=scale)
-    from karyosr.resize import imresize
-
     down = imresize(hr.astype(np.float64), scale=1 / scale, output_shape=lr.shape)
     lr_f = lr.astype(np.float64)
     down = (down - down.mean()) / max(down.std(), 1e-6) * lr_f.std() + lr_f.mean()
-    return lr, np.clip(down, 0, 255 if lr.dtype == np.uint8 else 65535), np.abs(lr_f - down)
+    return lr, np.clip(down, 0, full_reference.data_range(lr.dtype)), np.abs(lr_f - down)
 
 
 def draw_slide(axes, low: np.ndarray, views: list[tuple[np.ndarray, Registration, str]],

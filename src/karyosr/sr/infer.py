@@ -11,6 +11,7 @@ import torch
 from karyosr import model_file
 from karyosr.engine import pick_device
 from karyosr.io import shards
+from karyosr.quality.full_reference import data_range
 from karyosr.sr import archs
 from karyosr.sr.train import predict
 from karyosr.sr.upscale import SR_COLUMNS, select_split
@@ -57,9 +58,9 @@ def predict_tiled(model, lr_images: np.ndarray, scale: int, peak: float, device,
     """Super-resolve images larger than ``tile`` LR pixels tile by tile, so memory stays bounded,
     and join the tiles without seams: each tile is read with ``overlap`` LR pixels of context on
     every side, and where two tiles overlap their outputs are blended (before rounding) with
-    linear ramps across the shared 2 x ``overlap`` pixels. The result equals the whole-image output
-    exactly where the context covers the network's receptive field and within a grey level where
-    it covers most of it (tests/test_sr_tiling.py)."""
+    linear ramps that ignore the outer half of each tile's context (:func:`_ramp`). The result
+    equals the whole-image output where half the context covers the network's receptive field,
+    and stays within a grey level of it where it covers most of it (tests/test_sr_tiling.py)."""
     n, h, w = lr_images.shape
     if not tile or (h <= tile and w <= tile):
         return predict(model, lr_images, scale, peak, device, batch_size, bf16)
@@ -88,7 +89,7 @@ def run(lr_shard, model_path, method: str, infer_cfg: dict, out_shard, threads: 
     meta, images = select_split(*shards.read_shard(lr_shard), "test")
     if images:
         lr = shards.stack(images)
-        peak = 65535.0 if lr.dtype == np.uint16 else 255.0
+        peak = data_range(lr.dtype)
         sr = predict_tiled(model, lr, scale, peak, device, infer_cfg["tile"], infer_cfg["tile_overlap"],
                            batch_size=infer_cfg["infer_batch_size"], bf16=infer_cfg["bf16"])
         out = list(sr)

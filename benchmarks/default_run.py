@@ -68,12 +68,14 @@ def main() -> None:
     parser.add_argument("--cores", default="2")
     parser.add_argument("--label", default="default_run")
     parser.add_argument("--collect", type=Path, help="summarise a finished run in this folder instead of running")
+    parser.add_argument("--keep", type=Path, help="run in this (new) folder and keep it, instead of a temporary one")
     args = parser.parse_args()
     if args.collect:
         record(args.label, summarise(args.collect, None, None, args.label))
         return
     with tempfile.TemporaryDirectory(prefix="karyosr-default-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=args.keep is None)
         archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
         start = time.perf_counter()

@@ -80,7 +80,8 @@ rule infer_sr:
         model="|".join(SR_MODELS) or "no-learned-models",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # One shard of small crops: two such jobs side by side use the cores better than one on both.
+    threads: 1
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,

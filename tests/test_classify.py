@@ -35,6 +35,28 @@ def test_augment_keeps_shape_and_rotates_by_the_step():
     torch.testing.assert_close(same, batch, atol=1e-5, rtol=0)
 
 
+def test_augment_without_rotations_shifts_by_whole_pixels():
+    """Every output is its input, maybe mirrored, moved by whole pixels (edges replicated): no
+    resampling blur that test images never get."""
+    torch.manual_seed(3)
+    batch = torch.rand(32, 1, 20, 24)
+    out = augment.augment(batch, rotation_step=0, flips=True, translate=0.2)
+    shifts = set()
+    for image, moved in zip(batch[:, 0].numpy(), out[:, 0].numpy()):
+        matches = [(flip, dy, dx) for flip in (False, True) for dy in range(-4, 5) for dx in range(-4, 5)
+                   if np.allclose(moved, _shifted(image[:, ::-1] if flip else image, dy, dx), atol=1e-5)]
+        assert matches, "an augmented image is not a whole-pixel shift of its input"
+        shifts.add(matches[0][1:])
+    assert len(shifts) > 5  # the shifts vary, within 20 % of each side (4 px)
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``image`` sampled at (y + dy, x + dx), coordinates clamped to the border."""
+    rows = np.clip(np.arange(image.shape[0]) + dy, 0, image.shape[0] - 1)
+    cols = np.clip(np.arange(image.shape[1]) + dx, 0, image.shape[1] - 1)
+    return image[np.ix_(rows, cols)]
+
+
 def test_super_network_starts_near_bicubic_and_passes_gradients_outside_the_pixel_range():
     torch.manual_seed(1)
     experiment = {"input": "super:srcnn:x4_bicubic", "backbone": "dcnn", "backbone_options": {"width": 0.25},

@@ -140,3 +140,15 @@ def test_input_shift_auto_is_the_training_images_mean_grey():
     assert model.input_shift == options["input_shift"]
     with pytest.raises(ValueError, match="auto"):
         archs.build_sr("srcnn", 4, input_shift="auto")  # only train_sr knows the training images
+
+
+def test_uncentred_input_on_bright_images_is_warned_about(caplog):
+    rods = banded_rods(8, 0)  # dark rods on white: mean grey above 0.8
+    with caplog.at_level("WARNING", logger="karyosr.sr.train"):
+        sr_train.warn_if_uncentred("srcnn_vdsr", {}, rods.lr)
+    assert "srcnn_vdsr" in caplog.text and "options.input_shift: auto" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="karyosr.sr.train"):
+        sr_train.warn_if_uncentred("srcnn_vdsr", sr_train.resolve_options({"input_shift": "auto"}, rods.lr), rods.lr)
+        sr_train.warn_if_uncentred("srcnn_vdsr", {}, 255 - rods.lr)  # bright rods on black
+    assert caplog.text == ""

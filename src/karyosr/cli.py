@@ -106,10 +106,6 @@ def read_image(path: Path, max_pixels: int):
     return image
 
 
-def peak_of(image) -> float:
-    return 65535.0 if image.dtype.itemsize == 2 else 255.0
-
-
 def chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -171,6 +167,7 @@ def cmd_enhance(args) -> int:
     import numpy as np
 
     from karyosr.io import atomic
+    from karyosr.io.images import data_range
     from karyosr.sr import infer
 
     model, meta = _load(infer.load_model, args.model)
@@ -197,7 +194,7 @@ def cmd_enhance(args) -> int:
             groups.setdefault((image.shape, image.dtype.str), []).append((item, target, image))
         for members in groups.values():
             lr = np.stack([image for _, _, image in members])
-            sr = infer.predict_tiled(model, lr, scale, peak_of(lr), device, args.tile, args.overlap,
+            sr = infer.predict_tiled(model, lr, scale, data_range(lr.dtype), device, args.tile, args.overlap,
                                      batch_size=args.batch_size, bf16=not args.fp32)
             for (item, target, _), out in zip(members, sr):
                 ok, encoded = cv2.imencode(target.suffix, out)
@@ -222,6 +219,7 @@ def cmd_classify(args) -> int:
 
     from karyosr.classify import inputs, karyotype, predict
     from karyosr.io import atomic
+    from karyosr.io.images import data_range
 
     model, meta = _load(predict.load_classifier, args.model)
     _load(lambda _: inputs.input_crop(meta), args.model)
@@ -246,7 +244,7 @@ def cmd_classify(args) -> int:
             groups.setdefault(image.dtype.str, []).append((item, image))
         for members in groups.values():
             stack = np.stack([image for _, image in members])
-            p, _ = predict.infer(model, stack, peak_of(stack), device, bf16=not args.fp32, tta=bool(meta["tta"]),
+            p, _ = predict.infer(model, stack, data_range(stack.dtype), device, bf16=not args.fp32, tta=bool(meta["tta"]),
                                  batch_size=args.batch_size)
             for (item, _), row in zip(members, p):
                 done.append(item)

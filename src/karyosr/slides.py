@@ -24,7 +24,8 @@ import pandas as pd
 from karyosr.dataset.pairs import matches_profile, registration_of
 from karyosr.dataset.registration import Registration, cut_pair
 from karyosr.io import shards
-from karyosr.quality import full_reference, niqe, scoring
+from karyosr.io.images import data_range
+from karyosr.quality import niqe, scoring
 from karyosr.resize import imresize
 from karyosr.sr.upscale import upscale
 
@@ -57,7 +58,7 @@ def enhance(image: np.ndarray, scale: int, method: str, model=None, device=None,
     from karyosr.sr.infer import predict_tiled  # torch only where a model runs
 
     cfg = infer_cfg or {}
-    return predict_tiled(model, image[None], scale, full_reference.data_range(image.dtype), device,
+    return predict_tiled(model, image[None], scale, data_range(image.dtype), device,
                          int(cfg.get("tile", 0)), int(cfg.get("tile_overlap", 16)),
                          batch_size=int(cfg.get("infer_batch_size", 64)), bf16=bool(cfg.get("bf16", True)))[0]
 
@@ -151,7 +152,7 @@ def registration_difference(low: np.ndarray, view: np.ndarray, registration: Reg
     down = imresize(hr.astype(np.float64), scale=1 / scale, output_shape=lr.shape)
     lr_f = lr.astype(np.float64)
     down = (down - down.mean()) / max(down.std(), 1e-6) * lr_f.std() + lr_f.mean()
-    return lr, np.clip(down, 0, full_reference.data_range(lr.dtype)), np.abs(lr_f - down)
+    return lr, np.clip(down, 0, data_range(lr.dtype)), np.abs(lr_f - down)
 
 
 def draw_slide(axes, low: np.ndarray, views: list[tuple[np.ndarray, Registration, str]],

@@ -15,7 +15,7 @@ rule classifier_inputs:
         input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1
     params:
         device=config["classify"]["device"],
     script:
@@ -60,7 +60,10 @@ rule train_classifier:
         seed=r"\d+",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # One core per job: on 2 cores two one-thread trainings side by side got through 22 % more
+    # steps than one two-thread training at a time, and a two-thread job stalls whenever anything
+    # else needs a core (benchmarks/README.md); raise it with --set-threads on larger machines.
+    threads: 1
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
@@ -92,7 +95,7 @@ rule predict:
         seed=r"\d+",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1
     params:
         experiment=lambda wc: experiment_settings(wc.experiment),
     script:

@@ -14,7 +14,7 @@ rule train_features:
         "results/benchmarks/train_features.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
@@ -48,7 +48,10 @@ rule train_sr:
         model="|".join(SR_MODELS) or "no-learned-models",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # One core per job: on 2 cores two one-thread trainings side by side got through 22 % more
+    # steps than one two-thread training at a time, and a two-thread job stalls whenever anything
+    # else needs a core (benchmarks/README.md); raise it with --set-threads on larger machines.
+    threads: 1
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,

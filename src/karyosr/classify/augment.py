@@ -10,14 +10,19 @@ import torch.nn.functional as F
 
 def augment(batch: torch.Tensor, rotation_step: float, flips: bool, translate: float) -> torch.Tensor:
     """Random rotations by multiples of ``rotation_step`` degrees (SRAS-net: 24 x 15°), flips and
-    small translations, in one grid_sample call for the whole batch. Uncovered corners take the
-    nearest edge pixel, which in a padded crop is background."""
-    n = batch.shape[0]
+    translations by whole pixels, up to ``translate`` times the side, in one grid_sample call for
+    the whole batch. Without rotations every output pixel is an input pixel: a sub-pixel shift
+    would blend neighbours, a random blur that training images get and test images never do.
+    Uncovered borders take the nearest edge pixel, which in a padded crop is background."""
+    n, _, height, width = batch.shape
     steps = max(1, round(360 / rotation_step)) if rotation_step else 1
     angle = torch.randint(0, steps, (n,)).float() * (2 * math.pi / steps)
     cos, sin = torch.cos(angle), torch.sin(angle)
     flip = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if flips else torch.ones(n)
-    shift = (torch.rand(n, 2) * 2 - 1) * translate * 2
+    # grid_sample's coordinates span [-1, 1] over the side: one pixel is 2 / side.
+    side = torch.tensor([width, height], dtype=torch.float32)
+    reach = torch.floor(translate * side)
+    shift = torch.round((torch.rand(n, 2) * 2 - 1) * reach) * 2 / side
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1).to(batch.device, batch.dtype)
     grid = F.affine_grid(theta, batch.shape, align_corners=False)

@@ -22,6 +22,7 @@ import pandas as pd
 from karyosr.dataset.crop_filter import crop_filter_image
 from karyosr.engine import pick_device
 from karyosr.io import shards
+from karyosr.io.images import data_range
 from karyosr.sr.infer import load_model
 from karyosr.sr.train import predict as predict_sr
 from karyosr.sr.upscale import upscale
@@ -58,7 +59,7 @@ def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str =
     else:
         model, sr_meta = load_model(model_path)
         device = pick_device(device_name)
-        peak = 65535.0 if lr.dtype == np.uint16 else 255.0
+        peak = data_range(lr.dtype)
         out = list(predict_sr(model.to(device), lr, int(sr_meta["scale"]), peak, device))
     shards.write_shard(out_shard, meta.drop(columns=["height", "width", "dtype"]), out)
 

@@ -15,6 +15,7 @@ from karyosr.classify.inputs import load_split, scale_of
 from karyosr.classify.supernet import SuperNetwork, build_classifier
 from karyosr.engine import autocast, pick_device
 from karyosr.io import shards
+from karyosr.io.images import data_range
 from karyosr.sr.data import to_tensor
 from karyosr.weights import apply_state_dict
 
@@ -56,7 +57,7 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     images, labels, ids = load_split(eval_shards, split_manifest, "test")
     model = build_classifier({**experiment, "init_from": None}, scale_of(eval_shards))
     apply_state_dict(model, model_file.load(model_path).state_dict, model_path)
-    peak = 65535.0 if images.dtype == np.uint16 else 255.0
+    peak = data_range(images.dtype)
     probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"], experiment["tta"])
     # The metaphase cell of each image: cell decoding labels a cell's chromosomes jointly, and
     # intervals resample whole cells.

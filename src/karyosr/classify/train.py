@@ -21,6 +21,7 @@ from karyosr.classify.supernet import build_classifier
 from karyosr.engine import (FitSettings, autocast, config_hash, fit, pick_device, prepare_module, seed_everything,
                             write_history)
 from karyosr.io import shards
+from karyosr.io.images import data_range
 from karyosr.labels import CLASS_NAMES
 from karyosr.sr import archs
 from karyosr.sr.data import to_tensor
@@ -40,7 +41,7 @@ class ClassifierTask:
                                            weight_decay=experiment["weight_decay"])
         self.train_x, self.train_y = train
         self.val_x, self.val_y = val
-        self.peak = 65535.0 if self.train_x.dtype == np.uint16 else 255.0
+        self.peak = data_range(self.train_x.dtype)
         self.weights = torch.tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
         self.steps_per_epoch = steps_per_epoch(experiment, len(self.train_y))
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from karyosr.io import shards
+from karyosr.io.images import data_range
 from karyosr.resize import imresize
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _draw(value, rng: np.random.Generator, integer: bool = False):
 
 def degrade_image(hr: np.ndarray, profile: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Blur -> downscale -> noise -> JPEG, the usual order of a microscope-and-camera chain."""
-    peak = 65535.0 if hr.dtype == np.uint16 else 255.0
+    peak = data_range(hr.dtype)
     image = hr.astype(np.float32)
     sigma = float(_draw(profile["blur_sigma"], rng))
     if sigma > 0:

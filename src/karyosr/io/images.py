@@ -8,6 +8,11 @@ import cv2
 import numpy as np
 
 
+def data_range(dtype) -> float:
+    """The peak grey value of an image type: images are uint8 or uint16 (see decode_grayscale)."""
+    return 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
+
+
 class ImageRejected(ValueError):
     """An input image that cannot enter the dataset; the message is the quarantine reason."""
 

@@ -12,13 +12,11 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import correlate1d
 
+from karyosr.io.images import data_range
+
 
 # Identical images have infinite PSNR; capping keeps table means finite and comparable.
 PSNR_CAP_DB = 100.0
-
-
-def data_range(dtype: np.dtype) -> float:
-    return 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
 
 
 def mse(reference: np.ndarray, test: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from karyosr.io import atomic, shards
+from karyosr.io.images import data_range
 from karyosr.labels import CLASS_NAMES, N_CLASSES
 
 
@@ -105,8 +106,7 @@ def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_pn
         for c, (name, images) in enumerate(columns):
             ax = axes[r][c]
             image = images[image_id]
-            peak = 65535 if image.dtype == np.uint16 else 255
-            ax.imshow(image, cmap="gray", vmin=0, vmax=peak, interpolation="nearest")
+            ax.imshow(image, cmap="gray", vmin=0, vmax=data_range(image.dtype), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             h, w = image.shape

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from karyosr.io import shards
+from karyosr.io.images import data_range
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Pairs:
 
     @property
     def peak(self) -> float:
-        return 65535.0 if self.hr.dtype == np.uint16 else 255.0
+        return data_range(self.hr.dtype)
 
 
 def _chromosome_boxes(meta: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from karyosr import model_file
 from karyosr.engine import FitSettings, autocast, config_hash, fit, pick_device, prepare_module, seed_everything
 from karyosr.io import shards
+from karyosr.io.images import data_range
 from karyosr.labels import CLASS_NAMES, N_CLASSES
 from karyosr.sr import archs
 from karyosr.sr.data import to_tensor
@@ -44,7 +45,7 @@ class FeatureTask:
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg["lr"])
         self.train_x, self.train_y = train
         self.val_x, self.val_y = val
-        self.peak = 65535.0 if self.train_x.dtype == np.uint16 else 255.0
+        self.peak = data_range(self.train_x.dtype)
 
     def modules(self):
         return {"net": self.net}

@@ -11,7 +11,7 @@ import torch
 from karyosr import model_file
 from karyosr.engine import pick_device
 from karyosr.io import shards
-from karyosr.quality.full_reference import data_range
+from karyosr.io.images import data_range
 from karyosr.sr import archs
 from karyosr.sr.train import predict
 from karyosr.sr.upscale import SR_COLUMNS, select_split

@@ -14,6 +14,7 @@ import pandas as pd
 
 from karyosr.dataset.degrade import IDENTITY_COLUMNS, OPENCV_KERNELS
 from karyosr.io import shards
+from karyosr.io.images import data_range
 from karyosr.resize import imresize
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,7 @@ def upscale(lr: np.ndarray, scale: int, method: str, unsharp: dict | None = None
         out = cv2.resize(lr.astype(np.float32), size, interpolation=OPENCV_KERNELS[method])
     if method == "unsharp":
         out = out + unsharp["amount"] * (out - cv2.GaussianBlur(out, (0, 0), unsharp["sigma"]))
-    peak = 65535 if lr.dtype == np.uint16 else 255
-    return np.clip(np.rint(out), 0, peak).astype(lr.dtype)
+    return np.clip(np.rint(out), 0, data_range(lr.dtype)).astype(lr.dtype)
 
 
 def select_split(meta: pd.DataFrame, images: list[np.ndarray], split: str):

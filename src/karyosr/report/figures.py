@@ -106,7 +106,8 @@ def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_pn
         for c, (name, images) in enumerate(columns):
             ax = axes[r][c]
             image = images[image_id]
-            ax.imshow(image, cmap="gray", vmin=0, vmax=data_range(image.dtype), interpolation="nearest")
+            peak = data_range(image.dtype)
+            ax.imshow(image, cmap="gray", vmin=0, vmax=peak, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             h, w = image.shape

@@ -20,11 +20,8 @@ import numpy as np
 import pandas as pd
 
 from karyosr.dataset.crop_filter import crop_filter_image
-from karyosr.engine import pick_device
 from karyosr.io import shards
 from karyosr.io.images import data_range
-from karyosr.sr.infer import load_model
-from karyosr.sr.train import predict as predict_sr
 from karyosr.sr.upscale import upscale
 
 
@@ -57,6 +54,11 @@ def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str =
     if kind == "lr":
         out = [upscale(im, int(s), "bicubic") for im, s in zip(lr, meta["scale"])]
     else:
+        # torch only where a model runs: balancing and LR inputs read this module too.
+        from karyosr.engine import pick_device
+        from karyosr.sr.infer import load_model
+        from karyosr.sr.train import predict as predict_sr
+
         model, sr_meta = load_model(model_path)
         device = pick_device(device_name)
         peak = data_range(lr.dtype)

@@ -44,8 +44,9 @@ def input_slug(key: str) -> str:
     return key.replace(":", "-")
 
 
-def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str = "auto") -> None:
-    """LR shard -> the images a classifier of this input kind sees, for every split."""
+def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str = "auto", threads: int = 1) -> None:
+    """LR shard -> the images a classifier of this input kind sees, for every split (``threads``:
+    CPU threads of the SR model's inference)."""
     meta, images = shards.read_shard(lr_shard)
     if not images:
         shards.write_shard(out_shard, meta, [])
@@ -55,10 +56,13 @@ def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str =
         out = [upscale(im, int(s), "bicubic") for im, s in zip(lr, meta["scale"])]
     else:
         # torch only where a model runs: balancing and LR inputs read this module too.
+        import torch
+
         from karyosr.engine import pick_device
         from karyosr.sr.infer import load_model
         from karyosr.sr.train import predict as predict_sr
 
+        torch.set_num_threads(max(1, threads))
         model, sr_meta = load_model(model_path)
         device = pick_device(device_name)
         peak = data_range(lr.dtype)

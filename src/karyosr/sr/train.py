@@ -39,15 +39,22 @@ def resolve_options(options: dict, lr_images: np.ndarray | None) -> dict:
         return dict(options)
     if lr_images is None or not len(lr_images):
         raise ValueError("input_shift 'auto' needs the training images to measure their mean grey level")
-    return {**options, "input_shift": round(float(lr_images.mean()) / data_range(lr_images.dtype), 4)}
+    return {**options, "input_shift": round(mean_grey(lr_images), 4)}
+
+
+def mean_grey(images: np.ndarray) -> float:
+    """The images' mean grey level as a share of their type's range, in [0, 1]."""
+    return float(images.mean()) / data_range(images.dtype)
 
 
 def warn_if_uncentred(name: str, options: dict, lr_images: np.ndarray) -> None:
     """Warn when a network trained from scratch sees bright images uncentred: on white-background
     crops (G-band, mean grey ~0.9) SRCNN's ReLUs died within 50 steps and it never left its
     bicubic skip (+0.3 dB after 500 steps, +3.3 dB centred in 300)."""
-    mean = float(lr_images.mean()) / data_range(lr_images.dtype)
-    if not options.get("input_shift") and mean > 0.5:
+    if options.get("input_shift"):
+        return
+    mean = mean_grey(lr_images)
+    if mean > 0.5:
         log.warning("%s: the training images' mean grey level is %.2f of the range and the input is not centred; "
                     "set options.input_shift: auto in its sr.models entry unless the network was designed for it",
                     name, mean)

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from common import REPO, record
@@ -53,10 +54,10 @@ def measure(tree: Path, repeats: int) -> list[dict]:
         # Interpreter start included: a job pays it too.
         runs = []
         for _ in range(repeats):
-            start = __import__("time").perf_counter()
+            start = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tempfile.gettempdir(),
                                  capture_output=True, text=True)
-            total = __import__("time").perf_counter() - start
+            total = time.perf_counter() - start
             if out.returncode:
                 raise SystemExit(f"{script.name}: {out.stderr[-500:]}")
             imports, rss, heavy = out.stdout.split() + [""] * (3 - len(out.stdout.split()))

@@ -56,6 +56,24 @@ def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return image[np.ix_(rows, cols)]
 
 
+def test_augment_zooms_about_the_centre_within_the_range():
+    """A centred square keeps its centre and its side changes by a factor within [1 / 1.5, 1.5];
+    the factors vary and both shrink and enlarge."""
+    torch.manual_seed(5)
+    batch = torch.zeros(64, 1, 64, 64)
+    batch[:, :, 24:40, 24:40] = 1.0  # 16 px square
+    out = augment.augment(batch, rotation_step=0, flips=False, translate=0.0, zoom=0.5)
+    area = out[:, 0].sum((1, 2))
+    side = area.sqrt() / 16
+    assert (side > 1 / 1.5 - 0.05).all() and (side < 1.5 + 0.05).all()
+    assert (side < 0.9).any() and (side > 1.1).any()
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    centre_y = (out[:, 0] * ys).sum((1, 2)) / area
+    centre_x = (out[:, 0] * xs).sum((1, 2)) / area
+    torch.testing.assert_close(centre_y, torch.full_like(centre_y, 31.5), atol=0.3, rtol=0)
+    torch.testing.assert_close(centre_x, torch.full_like(centre_x, 31.5), atol=0.3, rtol=0)
+
+
 def test_super_network_starts_near_bicubic_and_passes_gradients_outside_the_pixel_range():
     torch.manual_seed(1)
     experiment = {"input": "super:srcnn:x4_bicubic", "backbone": "dcnn", "backbone_options": {"width": 0.25},

@@ -1,4 +1,4 @@
-"""Training-time augmentation of classifier batches: rotations, flips and small translations."""
+"""Training-time augmentation of classifier batches: rotations, flips, small translations and zooms."""
 
 from __future__ import annotations
 
@@ -8,16 +8,22 @@ import torch
 import torch.nn.functional as F
 
 
-def augment(batch: torch.Tensor, rotation_step: float, flips: bool, translate: float) -> torch.Tensor:
-    """Random rotations by multiples of ``rotation_step`` degrees (SRAS-net: 24 x 15°), flips and
-    translations by whole pixels, up to ``translate`` times the side, in one grid_sample call for
-    the whole batch. Without rotations every output pixel is an input pixel: a sub-pixel shift
-    would blend neighbours, a random blur that training images get and test images never do.
-    Uncovered borders take the nearest edge pixel, which in a padded crop is background."""
+def augment(batch: torch.Tensor, rotation_step: float, flips: bool, translate: float, zoom: float = 0.0) -> torch.Tensor:
+    """Random rotations by multiples of ``rotation_step`` degrees (SRAS-net: 24 x 15°), flips,
+    translations by whole pixels, up to ``translate`` times the side, and zooms by a factor drawn
+    log-uniformly from [1 / (1 + zoom), 1 + zoom], in one grid_sample call for the whole batch.
+    Zooms stand in for what differs between cells: chromosomes of one cell are condensed and imaged
+    alike, so a test cell whose chromosomes are all shorter or longer than the training cells' is
+    unlike any training image without them. Without rotations and zooms every output pixel is an
+    input pixel: a sub-pixel shift would blend neighbours, a random blur that training images get
+    and test images never do. Uncovered borders take the nearest edge pixel, which in a padded crop
+    is background."""
     n, _, height, width = batch.shape
     steps = max(1, round(360 / rotation_step)) if rotation_step else 1
     angle = torch.randint(0, steps, (n,)).float() * (2 * math.pi / steps)
-    cos, sin = torch.cos(angle), torch.sin(angle)
+    # The grid maps output to input coordinates, so shrinking it enlarges the content.
+    magnify = torch.exp((torch.rand(n) * 2 - 1) * math.log1p(zoom)) if zoom else torch.ones(n)
+    cos, sin = torch.cos(angle) / magnify, torch.sin(angle) / magnify
     flip = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if flips else torch.ones(n)
     # grid_sample's coordinates span [-1, 1] over the side: one pixel is 2 / side.
     side = torch.tensor([width, height], dtype=torch.float32)

@@ -67,7 +67,7 @@ class ClassifierTask:
         cfg = self.cfg
         index = self._batch_indices(step)
         x = augment(to_tensor(self.train_x[index], self.peak, self.device), cfg["rotation_step"], cfg["flips"],
-                    cfg["translate"])
+                    cfg["translate"], cfg["zoom"])
         y = torch.from_numpy(self.train_y[index]).to(self.device)
         with autocast(self.device, cfg["bf16"]):
             logits = self.model(x)
@@ -119,6 +119,24 @@ def recalibrate_batchnorm(model: nn.Module, images: np.ndarray, peak: float, dev
     model.eval()
 
 
+def fit_classifier(experiment: dict, model: nn.Module, train: tuple[np.ndarray, np.ndarray],
+                   val: tuple[np.ndarray, np.ndarray], seed: int, device, checkpoint_dir, weights=None):
+    """Fit ``model`` with the experiment's recipe on (images, labels) arrays and return the engine's
+    result (its ``export`` holds the weights of the selected pass, BatchNorm recalibrated); the
+    model itself is left holding them too."""
+    task = ClassifierTask(experiment, model, train, val, device, weights, seed)
+    total = experiment["epochs"] * task.steps_per_epoch
+    plateau = experiment["lr_schedule"] == "plateau"
+    settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=task.steps_per_epoch,
+                           checkpoint_dir=Path(checkpoint_dir), config_slice={"experiment": experiment, "seed": seed},
+                           select_by="val_accuracy", patience=experiment["patience"],
+                           schedule="constant" if plateau else experiment["lr_schedule"],
+                           warmup_steps=round(experiment["warmup_fraction"] * total),
+                           lr_decay=experiment["lr_decay"] if plateau else 1.0, lr_patience=experiment["lr_patience"],
+                           checkpoint_every=task.steps_per_epoch)
+    return fit(task, settings)
+
+
 def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int, out_model, out_history,
               checkpoint_dir, threads: int = 1, crop: dict | None = None, profile: dict | None = None) -> None:
     """Train one classifier and write it as a model file (see karyosr.model_file) whose metadata
@@ -137,17 +155,7 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
     log.info("%s (seed %d) on %s: %d training images (%d synthetic), %d validation, %d parameters",
              experiment["name"], seed, device, len(train[1]), int(train_meta["synthetic"].sum()), len(val_y),
              count_parameters(model))
-    task = ClassifierTask(experiment, model, train, (val_x, val_y), device, weights, seed)
-    total = experiment["epochs"] * task.steps_per_epoch
-    plateau = experiment["lr_schedule"] == "plateau"
-    settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=task.steps_per_epoch,
-                           checkpoint_dir=Path(checkpoint_dir), config_slice={"experiment": experiment, "seed": seed},
-                           select_by="val_accuracy", patience=experiment["patience"],
-                           schedule="constant" if plateau else experiment["lr_schedule"],
-                           warmup_steps=round(experiment["warmup_fraction"] * total),
-                           lr_decay=experiment["lr_decay"] if plateau else 1.0, lr_patience=experiment["lr_patience"],
-                           checkpoint_every=task.steps_per_epoch)
-    result = fit(task, settings)
+    result = fit_classifier(experiment, model, train, (val_x, val_y), seed, device, checkpoint_dir, weights)
     description = f"{experiment['backbone']} classifier on {experiment['input']} images"
     if parse_input(experiment["input"])["kind"] == "super":
         description += f" (SR layers: {archs.describe(model.sr)})"
@@ -155,7 +163,8 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
         "kind": "classifier", "name": experiment["name"], "description": description,
         "backbone": experiment["backbone"], "input": experiment["input"], "scale": scale,
         "input_size": list(train[0].shape[1:]), "class_names": list(CLASS_NAMES), "tta": bool(experiment["tta"]),
-        "input_channels": 1, **model_file.bit_depth(task.peak), "crop": crop, "profile": profile, "seed": seed,
+        "input_channels": 1, **model_file.bit_depth(data_range(train[0].dtype)), "crop": crop, "profile": profile,
+        "seed": seed,
         "experiment": {k: v for k, v in experiment.items() if k != "device"},
-        "config_hash": config_hash(settings.config_slice), **model_file.training_summary(result)})
+        "config_hash": config_hash({"experiment": experiment, "seed": seed}), **model_file.training_summary(result)})
     write_history(out_history, result)

@@ -15,7 +15,7 @@ rule classifier_inputs:
         input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
     conda:
         "../../envs/torch.yaml"
-    threads: 1
+    threads: TORCH_JOB_THREADS
     params:
         device=config["classify"]["device"],
     script:
@@ -60,10 +60,7 @@ rule train_classifier:
         seed=r"\d+",
     conda:
         "../../envs/torch.yaml"
-    # One core per job: on 2 cores two one-thread trainings side by side got through 22 % more
-    # steps than one two-thread training at a time, and a two-thread job stalls whenever anything
-    # else needs a core (benchmarks/README.md); raise it with --set-threads on larger machines.
-    threads: 1
+    threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
@@ -95,7 +92,7 @@ rule predict:
         seed=r"\d+",
     conda:
         "../../envs/torch.yaml"
-    threads: 1
+    threads: TORCH_JOB_THREADS
     params:
         experiment=lambda wc: experiment_settings(wc.experiment),
     script:

@@ -35,6 +35,12 @@ from karyosr.report.viewer import input_key as viewer_input_key
 
 validate_config(config, load_schema(WORKFLOW_DIR / "schemas/config.schema.yaml"))
 
+# Threads of a job that trains or runs a network: one core per job. On 2 cores two one-thread
+# trainings side by side got through 22 % more steps than one two-thread training at a time, and a
+# two-thread job stalls whenever anything else needs a core (benchmarks/README.md); raise it with
+# --set-threads on larger machines.
+TORCH_JOB_THREADS = 1
+
 
 def sorted_keys(value):
     if isinstance(value, dict):

@@ -14,7 +14,7 @@ rule train_features:
         "results/benchmarks/train_features.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
+    threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
@@ -48,10 +48,7 @@ rule train_sr:
         model="|".join(SR_MODELS) or "no-learned-models",
     conda:
         "../../envs/torch.yaml"
-    # One core per job: on 2 cores two one-thread trainings side by side got through 22 % more
-    # steps than one two-thread training at a time, and a two-thread job stalls whenever anything
-    # else needs a core (benchmarks/README.md); raise it with --set-threads on larger machines.
-    threads: 1
+    threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
@@ -83,8 +80,7 @@ rule infer_sr:
         model="|".join(SR_MODELS) or "no-learned-models",
     conda:
         "../../envs/torch.yaml"
-    # One shard of small crops: two such jobs side by side use the cores better than one on both.
-    threads: 1
+    threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from karyosr.dataset.ingest import REJECTED_COLUMNS
 from karyosr.io import shards
-from karyosr.io.images import ImageRejected
+from karyosr.io.images import ImageRejected, grey_levels_per_8bit_level
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def foreground_mask(image: np.ndarray, polarity: str, threshold, min_component_f
     if threshold == "otsu":
         level, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     else:
-        level = float(threshold) / (257.0 if image.dtype == np.uint16 else 1.0)
+        level = float(threshold) / grey_levels_per_8bit_level(image.dtype)
     # Otsu's level is the top of the dark class, so the dark side includes it.
     mask = (gray <= level) if polarity == "dark_on_light" else (gray > level)
     count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

@@ -13,6 +13,12 @@ def data_range(dtype) -> float:
     return 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
 
 
+def grey_levels_per_8bit_level(dtype) -> float:
+    """How many grey levels of this image type one 8-bit level spans (257 for uint16): thresholds
+    are kept on the 8-bit scale whatever the bit depth."""
+    return data_range(dtype) / 255.0
+
+
 class ImageRejected(ValueError):
     """An input image that cannot enter the dataset; the message is the quarantine reason."""
 

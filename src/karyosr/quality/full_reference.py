@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import correlate1d
 
-from karyosr.io.images import data_range
+from karyosr.io.images import data_range, grey_levels_per_8bit_level
 
 
 # Identical images have infinite PSNR; capping keeps table means finite and comparable.
@@ -74,7 +74,7 @@ def ssim_map(reference: np.ndarray, test: np.ndarray, peak: float, window: int =
 def foreground_masks(hr: np.ndarray, polarity, threshold_level, dilation: int) -> np.ndarray:
     """The chromosome in each HR image, as crop_filter found it (same polarity and grey level),
     dilated by ``dilation`` pixels so the outline, where SR errors sit, counts as foreground."""
-    scale = 257.0 if hr.dtype == np.uint16 else 1.0
+    scale = grey_levels_per_8bit_level(hr.dtype)
     masks = np.stack([
         (im <= level * scale) if pol == "dark_on_light" else (im > level * scale)
         for im, pol, level in zip(hr, polarity, threshold_level)

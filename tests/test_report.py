@@ -365,7 +365,8 @@ def test_classification_findings_from_comparisons():
         _comparison("cell_decoding", "hr", "hr", "accuracy", 0.85, 0.8, 0.02, 0.08),
         _comparison("cell_decoding", "lr", "lr", "accuracy", 0.41, 0.4, -0.02, 0.04),
     ])
-    cells = pd.DataFrame({"cell": ["c1", "c1", "c2"], "flagged": [True, False, False]})
+    cells = pd.DataFrame({"cell": ["c1", "c1", "c2", "c3"], "flagged": [True, False, False, True],
+                          "excess": ["3 confident 21 (expected 2)", "", "", ""]})
     gap, smote, decoding = findings.classification_findings(comparisons, over_seeds, cells)
     assert gap.startswith("LR-to-HR accuracy gap (hr vs lr): 80.0% vs 40.0%, +40.0 points (95% CI +30.0 to +50.0; "
                           "larger than its uncertainty). sr (sr:m:x4) closes 50% of it, +20.0 points")
@@ -373,8 +374,13 @@ def test_classification_findings_from_comparisons():
     assert "Y accuracy" not in smote  # no Y in the test set: nothing to say
     assert decoding.startswith("Cell decoding changes accuracy by +1.0 to +5.0 points over 2 experiments, larger than "
                                "its uncertainty in 1; largest: hr +5.0 points")
-    assert decoding.endswith("1 of 2 test cells are flagged as possible numerical abnormalities in at least one run "
-                             "(table 'Classification: flagged cells').")
+    assert decoding.endswith("2 of 3 test cells are flagged as possible numerical abnormalities in at least one run "
+                             "(table 'Classification: flagged cells'): 1 for more confident copies of a class than a "
+                             "normal karyotype holds, 1 for their chromosome count alone, which images missing from "
+                             "the input explain as well.")
+    nothing = findings.flag_summary(cells.assign(flagged=False))
+    assert nothing == ("0 of 3 test cells are flagged as possible numerical abnormalities in at least one run "
+                       "(table 'Classification: flagged cells').")
 
 
 def test_classification_findings_degrade_when_experiments_are_missing():

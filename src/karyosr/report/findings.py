@@ -90,7 +90,21 @@ def classification_findings(comparisons: pd.DataFrame, over_seeds: pd.DataFrame,
             text = (f"Cell decoding changes accuracy by {100 * decoding['difference'].min():+.1f} to "
                     f"{100 * decoding['difference'].max():+.1f} points over {len(decoding)} experiments, larger than "
                     f"its uncertainty in {len(clear)}; largest: {largest['experiment']} {_points(largest)}.")
-        flagged = cells.loc[cells["flagged"].astype(bool), "cell"].nunique()
-        lines.append(text + f" {flagged} of {cells['cell'].nunique()} test cells are flagged as possible numerical "
-                     "abnormalities in at least one run (table 'Classification: flagged cells').")
+        lines.append(text + " " + flag_summary(cells))
     return lines
+
+
+def flag_summary(cells: pd.DataFrame) -> str:
+    """How many test cells were flagged in any run, told apart by the evidence: a confident excess
+    of a class (what a trisomy looks like) or the chromosome count alone, which images missing from
+    the input explain as well as a lost chromosome does (real sets often leave out overlapping
+    chromosomes, so every cell can be short)."""
+    flagged = cells[cells["flagged"].astype(bool)]
+    text = (f"{flagged['cell'].nunique()} of {cells['cell'].nunique()} test cells are flagged as possible numerical "
+            "abnormalities in at least one run (table 'Classification: flagged cells')")
+    if flagged.empty:
+        return text + "."
+    excess = flagged.loc[flagged["excess"].fillna("").astype(bool), "cell"].unique()
+    count_only = flagged.loc[~flagged["cell"].isin(excess), "cell"].nunique()
+    return (text + f": {len(excess)} for more confident copies of a class than a normal karyotype holds, "
+            f"{count_only} for their chromosome count alone, which images missing from the input explain as well.")

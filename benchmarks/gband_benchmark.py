@@ -4,11 +4,15 @@ inputs, each with and without SMOTE, 3 seeds, with and without cell decoding), t
 degradation (x4 with blur and noise) where the LR-to-HR gap is large enough to measure what SR
 buys. Writes the tables and the time of every model to benchmarks/results/.
 
-    python benchmarks/gband_benchmark.py [--workdir DIR] [--cores 2] [--part main|harder|both] [--collect-only]
+    python benchmarks/gband_benchmark.py [--workdir DIR] [--cores 2] [--part main|harder|both]
+        [--sizes cpu|published] [--collect-only]
 
 The data (../shared/data/gband-chromosomes/DataNew) is read in place, never copied into the
-repository. Sizes and lengths are set so the whole study runs in well under 90 minutes on a
-2-core CPU; on a GPU raise `options` and `epochs` towards the published sizes.
+repository. With `--sizes cpu` (the default) sizes and lengths are set so the whole study runs in
+well under 90 minutes on a 2-core CPU. `--sizes published` is the study for a GPU: 16-block
+SRResNet and 23-block RRDBNet at 64 channels, ResNet-50, Xception and Inception-ResNet-v2
+classifiers at full width, bf16 autocast on CUDA, one seed; its results carry the suffix
+`_published` and the device's name.
 """
 
 from __future__ import annotations
@@ -71,6 +75,12 @@ HARDER_SR = ("msrresnet",)
 CLASSIFIER = {"backbone": "plain_cnn", "epochs": 16, "tta": True,
               "sr_options": {"channels": [16, 8], "kernels": [5, 3, 3]}}
 SEEDS = {"main": [0, 1, 2], "harder": [0]}
+# --sizes published: the networks at the sizes of the published work; the recipes stay (centred
+# inputs, bicubic skips, warm-up and cosine), and the steps double since the GPU makes them cheap.
+PUBLISHED_SR_OPTIONS = {"srresnet": {"num_blocks": 16, "num_features": 64},
+                        "esrgan": {"num_feat": 64, "num_block": 23, "num_grow_ch": 32}}
+PUBLISHED_BACKBONES = ("resnet50", "xception", "inception_resnet_v2")
+PUBLISHED_SEEDS = [0]  # a lent GPU's time is short: one seed per classifier
 # More training cells than the workflow's default 70/15/15: the validation split only picks the
 # best pass of a one-cycle schedule, which is one of the last few (3 cells are enough for that).
 FRACTIONS = {"train": 0.80, "val": 0.05, "test": 0.15}
@@ -84,7 +94,14 @@ def inputs(profile: str, part: str) -> dict[str, str]:
     return {"hr": "hr", "lr": f"lr:{profile}", "sr": f"sr:msrresnet:{profile}", "super": f"super:srcnn:{profile}"}
 
 
-def config(part: str) -> dict:
+def published_sr_model(model: dict) -> dict:
+    """One SR model of the study at its published size, for the GPU study (bf16 autocast on CUDA is
+    the workflow's default)."""
+    options = {**model.get("options", {}), **PUBLISHED_SR_OPTIONS.get(model["arch"], {})}
+    return {**model, "options": options, "steps_per_epoch": 2 * model["steps_per_epoch"]}
+
+
+def config(part: str, sizes: str = "cpu") -> dict:
     base = yaml.safe_load((REPO / "config/gband.yaml").read_text())
     base["dataset"]["source"]["path"] = str(GBAND)
     base["shards"] = 2  # 2,806 small crops: more shards only add per-job start-up on 2 cores
@@ -93,9 +110,17 @@ def config(part: str) -> dict:
     profile = PROFILES[part]
     base["degrade"] = {"profiles": [profile]}
     models = [{**SR_COMMON, **m} for m in SR_MODELS if part == "main" or m["name"] in HARDER_SR]
+    if sizes == "published":
+        models = [published_sr_model(m) for m in models]
     base["sr"] = {"profiles": [profile["name"]], "models": models}
     sources = inputs(profile["name"], part)
     balances = ("smote", "none") if part == "main" else ("smote",)
+    if sizes == "published":
+        experiments = [{**CLASSIFIER, "name": f"{backbone}_{name}_smote", "input": source, "balance": "smote",
+                        "backbone": backbone}
+                       for backbone in PUBLISHED_BACKBONES for name, source in sources.items()]
+        base["classify"] = {"seeds": PUBLISHED_SEEDS, "experiments": experiments}
+        return base
     experiments = [{"name": f"{CLASSIFIER['backbone']}_{name}_{balance}", "input": source, "balance": balance,
                     **CLASSIFIER} for name, source in sources.items() for balance in balances
                    if name != "super" or balance == "smote"]
@@ -122,10 +147,11 @@ def _interval(row, metric: str) -> str:
             f"{100 * row[f'{metric}_ci_high']:.1f}]")
 
 
-def markdown_summary(part: str, sr: pd.DataFrame, over_seeds: pd.DataFrame, comparisons: pd.DataFrame,
+def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.DataFrame, comparisons: pd.DataFrame,
                      times: pd.DataFrame, seconds: float) -> str:
     """The study's tables as Markdown (benchmarks/results/gband_study_<part>.md)."""
-    lines = [f"# G-band study, {part} part ({PROFILES[part]['name']}, {CROP_SIZE} px crops)", "",
+    size_note = "" if sizes == "cpu" else f", {sizes} network sizes"
+    lines = [f"# G-band study, {part} part ({PROFILES[part]['name']}, {CROP_SIZE} px crops{size_note})", "",
              f"Whole workflow run: {seconds / 60:.1f} min.", "", "## Super-resolution (test split)", "",
              "| method | PSNR (dB) | PSNR inside the chromosome (dB) | SSIM | PSNR vs bicubic (%) | training (s) |",
              "|---|---|---|---|---|---|"]
@@ -163,14 +189,20 @@ def logged_seconds(workdir: Path) -> float:
     return max(p.stat().st_mtime for p in logs) - start
 
 
-def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False) -> dict:
+def result_name(part: str, sizes: str) -> str:
+    """The part's name in result files: the CPU study's as it was, the GPU study's with a suffix."""
+    return part if sizes == "cpu" else f"{part}_{sizes}"
+
+
+def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False, sizes: str = "cpu") -> dict:
+    name = result_name(part, sizes)
     if collect_only:  # tables of a finished run; its duration from what it recorded or its Snakemake logs
-        recorded = RESULTS / f"gband_benchmark_{part}.json"
+        recorded = RESULTS / f"gband_benchmark_{name}.json"
         seconds = json.loads(recorded.read_text())["seconds"] if recorded.is_file() else logged_seconds(workdir)
     else:
         workdir.mkdir(parents=True, exist_ok=True)
         config_path = workdir / "config.yaml"
-        config_path.write_text(yaml.safe_dump(config(part), sort_keys=False))
+        config_path.write_text(yaml.safe_dump(config(part, sizes), sort_keys=False))
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"), "--directory",
                         str(workdir), "--cores", cores, "--configfile", str(config_path), "--rerun-incomplete"],
@@ -182,18 +214,19 @@ def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False) -
     profile = PROFILES[part]["name"]
     sr = pd.read_parquet(tables / "sr_methods.parquet")
     sr = sr[sr["profile"] == profile]
-    sr.to_csv(RESULTS / f"gband_sr_{profile}.csv", index=False)
+    sr.to_csv(RESULTS / f"gband_sr_{profile}{name[len(part):]}.csv", index=False)
     runs = pd.read_parquet(summary / "runs.parquet")
-    runs.to_csv(RESULTS / f"gband_classification_runs_{part}.csv", index=False)
+    runs.to_csv(RESULTS / f"gband_classification_runs_{name}.csv", index=False)
     over_seeds = pd.read_parquet(summary / "over_seeds.parquet")
-    over_seeds.to_csv(RESULTS / f"gband_classification_{part}.csv", index=False)
+    over_seeds.to_csv(RESULTS / f"gband_classification_{name}.csv", index=False)
     comparisons = pd.read_parquet(summary / "comparisons.parquet")
-    comparisons.to_csv(RESULTS / f"gband_comparisons_{part}.csv", index=False)
-    pd.read_parquet(summary / "per_class.parquet").to_csv(RESULTS / f"gband_per_class_{part}.csv", index=False)
+    comparisons.to_csv(RESULTS / f"gband_comparisons_{name}.csv", index=False)
+    pd.read_parquet(summary / "per_class.parquet").to_csv(RESULTS / f"gband_per_class_{name}.csv", index=False)
     times = model_times(workdir)
-    times.to_csv(RESULTS / f"gband_model_times_{part}.csv", index=False)
-    shutil.copy(report / "summary.md", RESULTS / f"gband_report_summary_{part}.md")
-    (RESULTS / f"gband_study_{part}.md").write_text(markdown_summary(part, sr, over_seeds, comparisons, times, seconds))
+    times.to_csv(RESULTS / f"gband_model_times_{name}.csv", index=False)
+    shutil.copy(report / "summary.md", RESULTS / f"gband_report_summary_{name}.md")
+    summary_md = markdown_summary(part, sizes, sr, over_seeds, comparisons, times, seconds)
+    (RESULTS / f"gband_study_{name}.md").write_text(summary_md)
     return {"seconds": round(seconds), "profile": profile,
             "sr": sr.round(4).to_dict(orient="records"),
             "classification": over_seeds.round(4).to_dict(orient="records"),
@@ -206,6 +239,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/karyosr-gband"))
     parser.add_argument("--cores", default="all")
     parser.add_argument("--part", choices=["main", "harder", "both"], default="both")
+    parser.add_argument("--sizes", choices=["cpu", "published"], default="cpu",
+                        help="network sizes: the 2-core CPU study, or the published ones (for a GPU)")
     parser.add_argument("--collect-only", action="store_true", help="rewrite the results of finished runs")
     args = parser.parse_args()
     if not GBAND.is_dir():
@@ -215,9 +250,11 @@ def main() -> None:
     device = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name() "
                              "if torch.cuda.is_available() else 'cpu')"], capture_output=True, text=True).stdout.strip()
     for part in parts:  # each part recorded as soon as it is done
-        result = run_part(part, args.workdir / part, args.cores, args.collect_only)
-        record(f"gband_benchmark_{part}", {"device": device, "images": 2806, "crop_size": CROP_SIZE,
-                                           "seeds": SEEDS[part], **result})
+        name = result_name(part, args.sizes)
+        result = run_part(part, args.workdir / name, args.cores, args.collect_only, args.sizes)
+        seeds = SEEDS[part] if args.sizes == "cpu" else PUBLISHED_SEEDS
+        record(f"gband_benchmark_{name}", {"device": device, "images": 2806, "crop_size": CROP_SIZE,
+                                           "sizes": args.sizes, "seeds": seeds, **result})
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ def main() -> None:
         images, labels, cells, ids = load_images(sorted(sources[name].glob("*.parquet")), groups)
         for fold, (test_cells, val_cells) in enumerate(deal_folds(cells, args.folds, args.seed)):
             jobs.append({"input": name, "fold": fold, "seed": args.seed, "epochs": args.epochs, "images": images,
-                         "labels": labels, "cells": cells, "ids": ids, "test_cells": test_cells, "val_cells": val_cells})
+                         "labels": labels, "cells": cells, "ids": ids, "test_cells": test_cells,
+                         "val_cells": val_cells})
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         predictions = pd.concat(pool.map(run_fold, jobs, chunksize=1), ignore_index=True)
     minutes = (time.perf_counter() - start) / 60

@@ -8,10 +8,10 @@ few of them kept for validation), for HR and for LR x4 inputs, with and without 
 Accuracy is pooled over all folds with a 95 % bootstrap interval over cells, and so is the
 LR-to-HR difference, image by image.
 
-    python benchmarks/gband_cell_folds.py --workdir DIR/main [--folds 6] [--jobs 2] [--inputs hr lr]
+    python benchmarks/gband_cell_folds.py --workdir DIR/main [--folds 6] [--jobs 2] [--inputs hr lr] [--name NAME]
 
 Reads the run's crops, LR images and split groups in place; writes
-benchmarks/results/gband_cell_folds.{json,md}.
+benchmarks/results/<NAME>.{json,md} (gband_cell_folds by default).
 """
 
 from __future__ import annotations
@@ -123,13 +123,13 @@ def summarise(predictions: pd.DataFrame, seed: int) -> dict:
     return result
 
 
-def markdown(result: dict, n_folds: int, epochs: int, minutes: float) -> str:
+def markdown(result: dict, n_folds: int, epochs: int, crop_size: int, minutes: float) -> str:
     def interval(stat: dict) -> str:
         return f"{100 * stat['mean']:.1f} % [{100 * stat['ci_low']:.1f}, {100 * stat['ci_high']:.1f}]"
 
     lines = ["# G-band classifier, cell-fold cross-validation", "",
              f"{n_folds} folds of cells, every cell tested once by a classifier that never saw it; the study's "
-             f"recipe (plain network, {epochs} passes, mirror-image test-time augmentation); 48 px "
+             f"recipe (plain network, {epochs} passes, mirror-image test-time augmentation); {crop_size} px "
              f"crops; intervals: 95 % bootstrap over cells. Run: {minutes:.1f} min on 2 cores.", "",
              "| input | accuracy | cell-decoded accuracy | cells under 90 % | training + test per fold (s) |",
              "|---|---|---|---|---|"]
@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--inputs", nargs="+", default=["hr", "lr"], choices=["hr", "lr"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=CLASSIFIER["epochs"], help="passes (fewer for a quick check)")
+    parser.add_argument("--name", default="gband_cell_folds", help="results/<name>.{md,json}")
     args = parser.parse_args()
 
     results = args.workdir / "results"
@@ -171,6 +172,7 @@ def main() -> None:
     jobs = []
     for name in args.inputs:
         images, labels, cells, ids = load_images(sorted(sources[name].glob("*.parquet")), groups)
+        crop_size = images.shape[-1]
         for fold, (test_cells, val_cells) in enumerate(deal_folds(cells, args.folds, args.seed)):
             jobs.append({"input": name, "fold": fold, "seed": args.seed, "epochs": args.epochs, "images": images,
                          "labels": labels, "cells": cells, "ids": ids, "test_cells": test_cells,
@@ -179,8 +181,8 @@ def main() -> None:
         predictions = pd.concat(pool.map(run_fold, jobs, chunksize=1), ignore_index=True)
     minutes = (time.perf_counter() - start) / 60
     result = summarise(predictions, args.seed)
-    (RESULTS / "gband_cell_folds.md").write_text(markdown(result, args.folds, args.epochs, minutes))
-    record("gband_cell_folds", {"folds": args.folds, "classifier": {**CLASSIFIER, "epochs": args.epochs},
+    (RESULTS / f"{args.name}.md").write_text(markdown(result, args.folds, args.epochs, crop_size, minutes))
+    record(args.name, {"folds": args.folds, "crop_size": int(crop_size), "classifier": {**CLASSIFIER, "epochs": args.epochs},
                                 "minutes": round(minutes, 1), **result})
 
 

@@ -159,7 +159,8 @@ def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.Dat
     for row in sr.itertuples():
         lines.append(f"| {row.method} | {row.psnr_mean:.2f} | {row.psnr_fg_mean:.2f} | {row.ssim_mean:.4f} | "
                      f"{row.psnr_gain_pct:+.1f} | {sr_times.get(row.method, float('nan')):.0f} |")
-    lines += ["", "## Classification (test split; mean and 95 % interval over seeds)", "",
+    lines += ["", "## Classification (test split; mean over seeds and its 95 % t-interval: training variation, "
+              "not test cells)", "",
               "| experiment | input | balance | accuracy | cell-decoded accuracy | macro-F1 | X accuracy | "
               "Y accuracy | training (s, mean per seed) |", "|---|---|---|---|---|---|---|---|---|"]
     cls_times = (times[times["kind"] == "classifier"].groupby("model")["seconds"].mean() if len(times)

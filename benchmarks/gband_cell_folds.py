@@ -32,20 +32,15 @@ VAL_CELLS = 3  # enough to pick the best of a one-cycle schedule's last passes
 N_BOOT = 2000
 
 
-def load_images(shard_paths: list[Path], groups: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_images(shard_paths: list[Path], split_manifest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, cells, image ids) of every labelled image in these shards, by image id."""
-    from karyosr.io import shards
+    from karyosr.classify.inputs import load_split
 
-    images, labels, ids = [], [], []
-    for path in shard_paths:
-        meta, shard_images = shards.read_shard(path)
-        keep = meta["label"].notna().to_numpy()
-        images += [image for image, kept in zip(shard_images, keep) if kept]
-        labels += meta["label"][keep].astype(int).tolist()
-        ids += meta["image_id"][keep].tolist()
+    splits = [load_split(shard_paths, split_manifest, split) for split in ("train", "val", "test")]
+    images, labels, ids = (np.concatenate(part) for part in zip(*splits))
     order = np.argsort(ids)
-    ids = np.asarray(ids)[order]
-    return shards.stack([images[i] for i in order]), np.asarray(labels)[order], groups.loc[ids].to_numpy(), ids
+    groups = pd.read_parquet(split_manifest, columns=["image_id", "group"]).set_index("image_id")["group"]
+    return images[order], labels[order], groups.loc[ids[order]].to_numpy(), ids[order]
 
 
 def deal_folds(cells: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -89,34 +84,37 @@ def run_fold(job: dict) -> pd.DataFrame:
                          "experiment": job["input"], "seed": job["seed"], "fold": job["fold"], "seconds": seconds})
 
 
-def pooled(predictions: pd.DataFrame, column: str, seed: int) -> dict:
-    from karyosr.classify.metrics import bootstrap_ci
-
-    correct = (predictions[column] == predictions["label"]).to_numpy(float)
-    low, high = bootstrap_ci(correct, N_BOOT, seed, clusters=predictions["cell"])
-    return {"mean": round(float(correct.mean()), 4), "ci_low": round(low, 4), "ci_high": round(high, 4)}
+def interval(row: pd.Series, metric: str) -> dict:
+    return {"mean": round(float(row[metric]), 4), "ci_low": round(float(row[f"{metric}_ci_low"]), 4),
+            "ci_high": round(float(row[f"{metric}_ci_high"]), 4)}
 
 
 def summarise(predictions: pd.DataFrame, seed: int) -> dict:
+    """Accuracy with and without cell decoding over all folds (the workflow's run summary: intervals
+    from a bootstrap over cells), per fold, and the HR-minus-LR difference image by image."""
     from karyosr.classify.karyotype import decode
-    from karyosr.classify.metrics import bootstrap_ci
+    from karyosr.classify.metrics import bootstrap_ci, run_summary
+    from karyosr.config import validate
 
-    decoded, _ = decode(predictions.drop(columns=["fold", "seconds"]), confidence=0.9)
-    predictions = predictions.assign(decoded=decoded["predicted_decoded"].to_numpy())
+    confidence = validate({})["classify"]["flag_confidence"]
+    decoded, _ = decode(predictions.drop(columns=["fold", "seconds"]), confidence)
+    summary = run_summary(decoded, N_BOOT).set_index("experiment")
+    predictions = predictions.assign(correct=predictions["predicted"] == predictions["label"],
+                                     decoded_correct=decoded["predicted_decoded"] == decoded["label"])
     result = {}
     for name, runs in predictions.groupby("experiment", sort=False):
         folds = runs.groupby("fold").agg(cells=("cell", "nunique"), images=("label", "size"),
-                                         seconds=("seconds", "first"))
-        folds["accuracy"] = runs.assign(ok=runs["predicted"] == runs["label"]).groupby("fold")["ok"].mean()
-        folds["decoded"] = runs.assign(ok=runs["decoded"] == runs["label"]).groupby("fold")["ok"].mean()
-        per_cell = runs.assign(ok=runs["predicted"] == runs["label"]).groupby("cell")["ok"].mean()
-        result[name] = {"accuracy": pooled(runs, "predicted", seed), "decoded": pooled(runs, "decoded", seed),
+                                         seconds=("seconds", "first"), accuracy=("correct", "mean"),
+                                         decoded=("decoded_correct", "mean"))
+        per_cell = runs.groupby("cell")["correct"].mean()
+        result[name] = {"accuracy": interval(summary.loc[name], "accuracy"),
+                        "decoded": interval(summary.loc[name], "accuracy_decoded"),
                         "cells_below_90_pct": int((per_cell < 0.9).sum()), "cells": int(per_cell.size),
                         "folds": folds.round(4).reset_index().to_dict(orient="records")}
     if {"hr", "lr"} <= set(result):
         hr = predictions[predictions["experiment"] == "hr"].set_index("image_id")
         lr = predictions[predictions["experiment"] == "lr"].set_index("image_id").loc[hr.index]
-        gap = (hr["predicted"] == hr["label"]).to_numpy(float) - (lr["predicted"] == lr["label"]).to_numpy(float)
+        gap = hr["correct"].to_numpy(float) - lr["correct"].to_numpy(float)
         low, high = bootstrap_ci(gap, N_BOOT, seed, clusters=hr["cell"])
         result["hr_minus_lr"] = {"mean": round(float(gap.mean()), 4), "ci_low": round(low, 4),
                                  "ci_high": round(high, 4)}
@@ -163,15 +161,13 @@ def main() -> None:
     args = parser.parse_args()
 
     results = args.workdir / "results"
-    groups = pd.read_parquet(results / "split/manifest.parquet", columns=["image_id", "group"]).set_index(
-        "image_id")["group"]
     # LR images as the study's LR classifiers see them: bicubic-upscaled to the crop size.
     sources = {"hr": results / "crop_filter/shards",
                "lr": results / f"classify/inputs/lr-{PROFILES['main']['name']}/shards"}
     start = time.perf_counter()
     jobs = []
     for name in args.inputs:
-        images, labels, cells, ids = load_images(sorted(sources[name].glob("*.parquet")), groups)
+        images, labels, cells, ids = load_images(sorted(sources[name].glob("*.parquet")), results / "split/manifest.parquet")
         crop_size = images.shape[-1]
         for fold, (test_cells, val_cells) in enumerate(deal_folds(cells, args.folds, args.seed)):
             jobs.append({"input": name, "fold": fold, "seed": args.seed, "epochs": args.epochs, "images": images,

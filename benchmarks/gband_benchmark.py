@@ -190,13 +190,14 @@ def logged_seconds(workdir: Path) -> float:
     return max(p.stat().st_mtime for p in logs) - start
 
 
-def result_name(part: str, sizes: str) -> str:
-    """The part's name in result files: the CPU study's as it was, the GPU study's with a suffix."""
-    return part if sizes == "cpu" else f"{part}_{sizes}"
+def result_suffix(sizes: str) -> str:
+    """What result file names add for these network sizes: nothing for the CPU study's."""
+    return "" if sizes == "cpu" else f"_{sizes}"
 
 
 def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False, sizes: str = "cpu") -> dict:
-    name = result_name(part, sizes)
+    suffix = result_suffix(sizes)
+    name = part + suffix
     if collect_only:  # tables of a finished run; its duration from what it recorded or its Snakemake logs
         recorded = RESULTS / f"gband_benchmark_{name}.json"
         seconds = json.loads(recorded.read_text())["seconds"] if recorded.is_file() else logged_seconds(workdir)
@@ -215,7 +216,7 @@ def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False, s
     profile = PROFILES[part]["name"]
     sr = pd.read_parquet(tables / "sr_methods.parquet")
     sr = sr[sr["profile"] == profile]
-    sr.to_csv(RESULTS / f"gband_sr_{profile}{name[len(part):]}.csv", index=False)
+    sr.to_csv(RESULTS / f"gband_sr_{profile}{suffix}.csv", index=False)
     runs = pd.read_parquet(summary / "runs.parquet")
     runs.to_csv(RESULTS / f"gband_classification_runs_{name}.csv", index=False)
     over_seeds = pd.read_parquet(summary / "over_seeds.parquet")
@@ -251,9 +252,9 @@ def main() -> None:
     device = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name() "
                              "if torch.cuda.is_available() else 'cpu')"], capture_output=True, text=True).stdout.strip()
     for part in parts:  # each part recorded as soon as it is done
-        name = result_name(part, args.sizes)
+        name = part + result_suffix(args.sizes)
         result = run_part(part, args.workdir / name, args.cores, args.collect_only, args.sizes)
-        seeds = SEEDS[part] if args.sizes == "cpu" else PUBLISHED_SEEDS
+        seeds = config(part, args.sizes)["classify"]["seeds"]
         record(f"gband_benchmark_{name}", {"device": device, "images": 2806, "crop_size": CROP_SIZE,
                                            "sizes": args.sizes, "seeds": seeds, **result})
 

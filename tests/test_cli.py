@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from karyosr import config, model_file
+from karyosr import cli, config, model_file
 from karyosr.classify import predict, supernet, train
 from karyosr.classify.inputs import prepare_input
 from karyosr.io import shards
@@ -135,6 +135,13 @@ def test_sr_model_file_round_trip(trained):
     assert meta["crop"]["polarity"] == "auto" and meta["crop"]["threshold"] == "otsu"
     assert meta["best_epoch"] in (1, 2) and set(meta["validation"]) == {"val_psnr", "val_ssim"}
     assert len(meta["config_hash"]) == 16 and meta["karyosr_version"]
+    # The domain: statistics of the LR training images (the model's inputs).
+    trained_on = meta["domain"]
+    assert trained_on["image_count"] == 12 and trained_on["bit_depth"] == 8
+    assert trained_on["polarity"] == "dark_on_light" and trained_on["polarity_share"] == 1.0
+    assert abs(trained_on["mean_grey"] - meta["options"]["input_shift"]) < 0.02
+    assert trained_on["mean_grey_p05"] <= trained_on["mean_grey"] <= trained_on["mean_grey_p95"]
+    assert trained_on["dataset"] is None and trained_on["pixel_size_um"] is None  # no such HR columns here
     model, loaded_meta = sr_infer.load_model(path)
     assert loaded_meta == meta
     state = model_file.load(path).state_dict
@@ -152,6 +159,8 @@ def test_classifier_model_file_round_trip(trained, name):
     assert meta["kind"] == "classifier" and meta["name"] == name and meta["backbone"] == "dcnn"
     assert meta["class_names"] == list(CLASS_NAMES) and meta["crop"] == trained["crop"]
     assert meta["tta"] is False and set(meta["validation"]) == {"val_accuracy"}
+    assert meta["domain"]["image_count"] == 12 and meta["domain"]["polarity"] == "dark_on_light"
+    assert meta["domain"]["dataset"] is None
     if name == "super_dcnn":
         assert meta["input"] == f"super:srcnn:{PROFILE['name']}" and meta["scale"] == SCALE
         assert meta["input_size"] == [SIZE // SCALE] * 2 and meta["profile"] == PROFILE
@@ -214,7 +223,7 @@ def test_legacy_pt_sr_model_still_loads(trained, tmp_path):
 
 
 def test_help_everywhere_is_fast_and_imports_no_torch():
-    for args in ([], ["enhance"], ["classify"], ["info"]):
+    for args in ([], ["enhance"], ["classify"], ["info"], ["quality"]):
         result = run_cli(*args, "--help")
         assert "usage: karyosr" in result.stdout
     probe = subprocess.run([sys.executable, "-c", "import sys; from karyosr import cli; cli.build_parser(); "
@@ -356,3 +365,129 @@ def test_classify_super_network_on_lr_images_with_cell_decoding(trained, tmp_pat
     assert set(table["decoded"]) <= set(CLASS_NAMES)
     assert table["cell"].nunique() == 2
     assert "cell " in result.stderr and "4 chromosomes (expected 46)" in result.stderr
+
+
+# --------------------------------------------------------------------------- domains and quality
+
+
+@pytest.fixture(scope="module")
+def dark_model(tmp_path_factory):
+    """An SR model trained on bright rods on a dark background (fluorescence, Q-band), whose HR
+    shard names its dataset and pixel size."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("dark")
+    rng = np.random.default_rng(10)
+    n = 24
+    hr = [255 - banded_rod(k % 4, rng) for k in range(n)]
+    lr = [cv2.resize(im, (SIZE // SCALE, SIZE // SCALE), interpolation=cv2.INTER_AREA) for im in hr]
+    meta = pd.DataFrame({"image_id": [f"q{i:03d}" for i in range(n)], "split": np.array(["train", "val"])[np.arange(n) % 2]})
+    shards.write_shard(root / "hr.parquet", meta.assign(dataset="qband_test", pixel_size_um=0.05), hr)
+    shards.write_shard(root / "lr.parquet", meta.assign(scale=SCALE), lr)
+    cfg = validated(degrade={"profiles": [PROFILE]}, classify={"experiments": []}, sr={
+        "profiles": [PROFILE["name"]], "device": "cpu", "models": [{
+            "name": "dark_srcnn", "arch": "srcnn", "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
+            "patch_size": 16, "options": {"channels": [4, 4], "kernels": [5, 3, 3], "input_shift": "auto"}}]})
+    path = root / "model.safetensors"
+    sr_train.run([root / "hr.parquet"], [root / "lr.parquet"], config.sr_model_settings(cfg, "dark_srcnn"), 0, path,
+                 root / "history.parquet", root / "checkpoints", profile=PROFILE, crop=cfg["crop_filter"])
+    return {"path": path, "lr": lr}
+
+
+def test_enhance_skips_images_outside_the_models_domain_unless_forced(dark_model, tmp_path):
+    meta = model_file.read_metadata(dark_model["path"])
+    trained_on = meta["domain"]
+    assert trained_on["polarity"] == "light_on_dark" and trained_on["image_count"] == 12
+    assert trained_on["dataset"] == "qband_test" and trained_on["pixel_size_um"] == pytest.approx(0.05 * SCALE)
+    rng = np.random.default_rng(11)
+    photo = np.clip(np.rint(rng.normal(180, 10, (20, 20))), 0, 255).astype(np.uint8)  # a grey photo
+    grey = _write(tmp_path / "in/grey.png", photo)
+    mean = f"mean grey {photo.mean() / 255:.2f}"
+    same = _write(tmp_path / "in/same.png", cv2.resize(255 - banded_rod(1, rng, 40), (20, 20),
+                                                        interpolation=cv2.INTER_AREA))
+    skipped = run_cli("enhance", dark_model["path"], tmp_path / "in", "-o", tmp_path / "out", check_rc=1)
+    assert f"skipped {grey}: {mean}, model trained on {trained_on['mean_grey']:.2f}" in skipped.stderr
+    assert "results are unreliable; retrain on your images or use --force" in skipped.stderr
+    assert f"skipped {same}" not in skipped.stderr and "1 image(s) enhanced" in skipped.stderr
+    assert (tmp_path / "out/in/same.png").exists() and not (tmp_path / "out/in/grey.png").exists()
+    forced = run_cli("enhance", dark_model["path"], grey, same, "-o", tmp_path / "forced", "--force", "-q")
+    assert f"warning: {grey}: {mean}" in forced.stderr and "skipped" not in forced.stderr
+    assert str(same) not in forced.stderr
+    assert cv2.imread(str(tmp_path / "forced/grey.png"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
+    # Models without a domain (written before it was recorded) check nothing.
+    failures = cli.Failures()
+    assert not cli.out_of_domain(grey, photo, None, False, failures, "enhance") and not failures.entries
+    assert cli.out_of_domain(grey, photo, trained_on, False, failures, "enhance") and len(failures.entries) == 1
+
+
+def test_classify_skips_crops_outside_the_models_domain(trained, tmp_path):
+    rng = np.random.default_rng(12)
+    # The classifier was trained on dark rods on white; a bright rod on black is the other polarity.
+    _write(tmp_path / "cell/inverted.png", 255 - banded_rod(1, rng))
+    _write(tmp_path / "cell/same.png", banded_rod(1, rng))
+    result = run_cli("classify", trained["paths"]["dcnn_hr"], tmp_path / "cell", check_rc=1)
+    assert "inverted.png: mean grey" in result.stderr and "polarity light_on_dark, model trained on dark_on_light" \
+        in result.stderr
+    assert [Path(f).name for f in pd.read_csv(io.StringIO(result.stdout))["file"]] == ["same.png"]
+    forced = run_cli("classify", trained["paths"]["dcnn_hr"], tmp_path / "cell", "--force")
+    assert len(pd.read_csv(io.StringIO(forced.stdout))) == 2 and "warning:" in forced.stderr
+
+
+def test_info_shows_the_domain(dark_model):
+    text = run_cli("info", dark_model["path"]).stdout
+    line = next(line for line in text.splitlines() if line.startswith("domain"))
+    assert "12 training images of dataset qband_test, 8 bit, pixel size 0.1 um" in line
+    assert "mean grey" in text and "polarity light_on_dark (100% of the images)" in text
+    as_json = json.loads(run_cli("info", "--json", dark_model["path"]).stdout)
+    assert as_json["domain"] == model_file.read_metadata(dark_model["path"])["domain"]
+
+
+def test_quality_table_with_and_without_references(tmp_path):
+    from karyosr.quality import niqe, piqe
+
+    rng = np.random.default_rng(13)
+    references = {f"r{i}": np.pad(banded_rod(i, rng, 64), 16, constant_values=235) for i in range(4)}
+    for name, image in references.items():
+        _write(tmp_path / "ref" / f"{name}.png", image)
+    degraded = {name: cv2.GaussianBlur(image, (0, 0), 1.5) for name, image in references.items()}
+    for name, image in degraded.items():
+        _write(tmp_path / "test" / f"{name}.png", image)
+    # Without references: PIQE only; NIQE has no pristine model (a note says so).
+    plain = run_cli("quality", tmp_path / "test")
+    table = pd.read_csv(io.StringIO(plain.stdout))
+    assert list(table.columns) == ["file", "height", "width", "niqe", "piqe"] and len(table) == 4
+    assert table["niqe"].isna().all() and (table["height"] == 96).all()
+    assert "no NIQE pristine model" in plain.stderr
+    np.testing.assert_allclose(table["piqe"], [piqe.piqe(degraded[f"r{i}"]) for i in range(4)], atol=1e-5)
+    # With references: PSNR, SSIM, MSE per matched file, NIQE against a model fitted on the references.
+    _write(tmp_path / "test/r0_copy.png", references["r0"])
+    _write(tmp_path / "ref/r0_copy.png", references["r0"])
+    _write(tmp_path / "test/small.png", references["r1"][:48, :48])
+    _write(tmp_path / "ref/small.png", references["r1"])
+    _write(tmp_path / "test/orphan.png", references["r2"])
+    out = tmp_path / "quality.csv"
+    result = run_cli("quality", tmp_path / "test", "--reference", tmp_path / "ref", "-o", out, check_rc=1)
+    assert "small.png: size 48x48 differs from its reference" in result.stderr
+    assert "orphan.png: no reference image named orphan.* in" in result.stderr
+    table = pd.read_csv(out).set_index(pd.read_csv(out)["file"].map(lambda f: Path(f).stem))
+    assert list(table.columns) == ["file", "height", "width", "niqe", "piqe", "psnr", "ssim", "mse"]
+    assert sorted(table.index) == ["r0", "r0_copy", "r1", "r2", "r3"]
+    assert table.loc["r0_copy", "psnr"] == 100 and table.loc["r0_copy", "ssim"] == 1 and table.loc["r0_copy", "mse"] == 0
+    mse = ((references["r1"].astype(float) - degraded["r1"]) ** 2).mean()
+    assert table.loc["r1", "mse"] == pytest.approx(mse, rel=1e-5)
+    assert table.loc["r1", "psnr"] == pytest.approx(10 * np.log10(255**2 / mse), rel=1e-5)
+    assert table["niqe"].notna().all()
+    # The same NIQE from the model saved as a file (--niqe-model, as the workflow writes it).
+    # The reference folder in name order: r0, r0_copy, r1, r2, r3, small (r1 whole).
+    pristine_set = [references[k] for k in ("r0", "r0", "r1", "r2", "r3", "r1")]
+    mu, cov = niqe.fit_pristine(pristine_set, patch_size=32)
+    niqe.save_model(tmp_path / "pristine.npz", niqe.PristineModel(mu, cov, "paper", 32))
+    from_file = pd.read_csv(io.StringIO(run_cli("quality", tmp_path / "test/r1.png", "--niqe-model",
+                                                 tmp_path / "pristine.npz").stdout))
+    assert from_file["niqe"][0] == pytest.approx(table.loc["r1", "niqe"], abs=1e-5)
+    bad = run_cli("quality", tmp_path / "test", "--niqe-model", tmp_path / "none.npz", check_rc=2)
+    assert "cannot use NIQE model" in bad.stderr
+    # No torch for scoring images.
+    probe = subprocess.run([sys.executable, "-c", "import sys; from karyosr import cli; "
+                            f"cli.main(['quality', '-q', {str(tmp_path / 'test/r1.png')!r}]); "
+                            "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip().endswith("False")

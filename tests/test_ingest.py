@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -429,3 +432,201 @@ def test_csv_missing_file_is_quarantined(tmp_path):
     assert list(rejected["source"]) == ["gone.png"]
     reason = rejected.loc[0, "reason"]
     assert isinstance(reason, str) and ("gone.png" in reason or "no such file" in reason.lower())
+
+
+# --------------------------------------------------------------------------- whole images: groups, warnings, DICOM
+
+
+def _dicom(stored: np.ndarray, slope: str, intercept: str, spacing: list[str], bits: int = 12) -> bytes:
+    """A single-frame 16-bit MONOCHROME2 DICOM file written by pydicom (implicit VR little endian)."""
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ImplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns = "CT", *stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.PixelSpacing = slope, intercept, spacing
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _colour_photo(seed=0, shape=(30, 40)):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 255, (*shape, 3)).astype(np.uint8), (0, 0), 2)
+
+
+IMAGES_BY_FOLDER = {"type": "images", "subdir": "", "extensions": EXTENSIONS + [".dcm"], "group": "folder",
+                    "group_regex": "_(?P<group>[^_]+)$"}
+
+
+@pytest.fixture
+def photo_folders(tmp_path):
+    """One folder per slide or patient: a colour JPEG, a 16-bit TIFF, a JPEG libjpeg warns about, an
+    unreadable file, a CT slice in a deeper folder, a file outside any folder."""
+    root = tmp_path / "photos"
+    colour = _colour_photo()
+    jpeg = _encode(colour, ".jpg")
+    tiff16 = _image(70, (20, 30), np.uint16)
+    ok, buf = cv2.imencode(".tif", tiff16, [cv2.IMWRITE_TIFF_RESUNIT, 3, cv2.IMWRITE_TIFF_XDPI, 20000,
+                                            cv2.IMWRITE_TIFF_YDPI, 20000])
+    assert ok
+    warned = _encode(_colour_photo(1), ".jpg")
+    ct = np.array([[0, 24, 1024], [2048, 3000, 4095]], np.uint16)
+    files = {
+        "slideA/IMG_001.jpg": _write(root / "slideA" / "IMG_001.jpg", jpeg),
+        "slideB/IMG_001.tif": _write(root / "slideB" / "IMG_001.tif", buf.tobytes()),
+        "slideB/IMG_002.jpg": _write(root / "slideB" / "IMG_002.jpg", warned[:-2] + b"\x5a" * 16 + warned[-2:]),
+        "slideA/broken.jpg": _write(root / "slideA" / "broken.jpg", b"\xff\xd8\xff\xe0 not really a JPEG" * 4),
+        "patient7/series2/slice.dcm": _write(root / "patient7" / "series2" / "slice.dcm",
+                                             _dicom(ct, "1", "-1024", ["0.5", "0.25"])),
+        "loose.png": _write(root / "loose.png", _png(_image(71))),
+    }
+    return root, files, {"colour": colour, "tiff16": tiff16, "ct": ct}
+
+
+def test_images_group_folder_ingest(photo_folders):
+    root, files, truth = photo_folders
+    cand = list_candidates(root, "ph", IMAGES_BY_FOLDER)
+    by_source = cand.set_index("source")
+    assert sorted(cand["source"]) == sorted(files)
+    assert by_source.loc["slideA/IMG_001.jpg", "group"] == "slideA"
+    assert by_source.loc["patient7/series2/slice.dcm", "group"] == "patient7/series2"
+    # the same file name in two folders: image_id is the relative path, so no collision
+    assert by_source.loc["slideA/IMG_001.jpg", "image_id"] == "ph/slideA/IMG_001"
+    assert by_source.loc["slideB/IMG_001.tif", "image_id"] == "ph/slideB/IMG_001"
+    assert by_source.loc["patient7/series2/slice.dcm", "image_id"] == "ph/patient7/series2/slice"
+    assert "not in a folder" in by_source.loc["loose.png", "error"]
+    assert cand["image_id"].is_unique
+
+    meta, images, rejected = _ingest_all(root, cand, n_shards=2)
+    assert sorted(list(meta["source"]) + list(rejected["source"])) == sorted(files)
+    reasons = rejected.set_index("source")["reason"]
+    assert set(reasons.index) == {"slideA/broken.jpg", "loose.png"}
+    assert "cannot decode" in reasons["slideA/broken.jpg"] and "not in a folder" in reasons["loose.png"]
+    rows = meta.set_index("source")
+    assert meta["label"].isna().all()
+
+    photo = rows.loc["slideA/IMG_001.jpg"]
+    assert photo["converted_from"] == "rgb" and photo["decode_warning"] == "" and np.isnan(photo["pixel_size_um"])
+    grey = images[photo["image_id"]]
+    assert grey.dtype == np.uint8 and grey.shape == (30, 40)  # native size
+    expected = cv2.cvtColor(cv2.imdecode(np.frombuffer(files["slideA/IMG_001.jpg"], np.uint8), cv2.IMREAD_COLOR),
+                            cv2.COLOR_BGR2GRAY)
+    np.testing.assert_array_equal(grey, expected)
+
+    tiff = rows.loc["slideB/IMG_001.tif"]
+    assert tiff["converted_from"] == "" and tiff["pixel_size_um"] == pytest.approx(0.5)
+    assert images[tiff["image_id"]].dtype == np.uint16
+    np.testing.assert_array_equal(images[tiff["image_id"]], truth["tiff16"])
+
+    warned = rows.loc["slideB/IMG_002.jpg"]  # decodes with a libjpeg warning: kept, the warning recorded
+    assert re.fullmatch(r"Corrupt JPEG data: \d+ extraneous bytes before marker 0xd9", warned["decode_warning"])
+    assert images[warned["image_id"]].shape == (30, 40)
+
+    ct = rows.loc["patient7/series2/slice.dcm"]
+    image = images[ct["image_id"]]
+    assert image.dtype == np.uint16 and ct["group"] == "patient7/series2"
+    np.testing.assert_array_equal(image, truth["ct"])  # HU + 1024
+    assert (ct["rescale_slope"], ct["rescale_intercept"]) == (1.0, -1024.0)
+    np.testing.assert_array_equal(image * ct["rescale_slope"] + ct["rescale_intercept"], truth["ct"] - 1024.0)
+    assert ct["pixel_size_um"] == pytest.approx(375.0)  # mean of 0.5 mm and 0.25 mm
+    others = rows.drop(index="patient7/series2/slice.dcm")
+    assert (others["rescale_slope"] == 1.0).all() and (others["rescale_intercept"] == 0.0).all()
+
+
+def test_images_manifest_columns_through_the_workflow_path(photo_folders, tmp_path, caplog):
+    root, files, _ = photo_folders
+    layout = dict(IMAGES_BY_FOLDER, subdir="photos")
+    inventory = tmp_path / "out" / "inventory.parquet"
+    ingest.run_inventory(root.parent, "ph", layout, 1, inventory)
+    with caplog.at_level("WARNING", logger="karyosr.dataset.ingest"):
+        ingest.run(root.parent, inventory, layout, 0, 1, 10**8, tmp_path / "out" / "000.parquet",
+                   tmp_path / "out" / "r000.parquet")
+    meta = shards.read_shard_meta(tmp_path / "out" / "000.parquet").set_index("source")
+    assert meta["pixel_size_um"].dtype == np.float64 and meta["rescale_slope"].dtype == np.float64
+    assert np.isnan(meta.loc["slideA/IMG_001.jpg", "pixel_size_um"])
+    assert meta.loc["slideA/IMG_001.jpg", "decode_warning"] == ""
+    assert "extraneous bytes" in meta.loc["slideB/IMG_002.jpg", "decode_warning"]
+    assert "kept slideB/IMG_002.jpg, decoded with a warning: Corrupt JPEG data" in caplog.text
+
+
+def test_images_group_folder_same_path_other_extension_is_a_duplicate(tmp_path):
+    _write(tmp_path / "s1" / "a.png", _png(_image(1)))
+    _write(tmp_path / "s1" / "a.tif", _encode(_image(2), ".tif"))
+    cand = list_candidates(tmp_path, "d", IMAGES_BY_FOLDER)
+    assert set(cand["image_id"]) == {"d/s1/a"}
+    assert sum(isinstance(e, str) and "duplicate image_id" in e for e in cand["error"]) == 1
+
+
+def test_images_group_regex_on_the_relative_path(tmp_path):
+    for rel in ("slideA/IMG_001.png", "slideB/IMG_001.png", "slideB/deep/P_9.png", "IMG_7.png"):
+        _write(tmp_path / rel, _png(_image(3)))
+    layout = {**IMAGES_BY_FOLDER, "group": "regex", "group_regex": r"^(?P<group>slide[^/]+)/"}
+    cand = list_candidates(tmp_path, "d", layout).set_index("source")
+    assert cand.loc["slideA/IMG_001.png", "group"] == "slideA" and cand.loc["slideB/deep/P_9.png", "group"] == "slideB"
+    assert cand.loc["slideA/IMG_001.png", "image_id"] == "d/slideA/IMG_001"  # <group>/<stem> as before
+    assert cand.loc["slideB/deep/P_9.png", "image_id"] == "d/slideB/P_9"
+    error = cand.loc["IMG_7.png", "error"]
+    assert "'IMG_7'" in error and "does not match dataset.layout.group_regex" in error
+    # a pattern on the file name still works (searched, so it may match the end of the path)
+    stem = list_candidates(tmp_path, "d", {**layout, "group_regex": "_(?P<group>[^_/]+)$"}).set_index("source")
+    assert stem.loc["slideA/IMG_001.png", "group"] == "001" and stem.loc["IMG_7.png", "group"] == "7"
+    assert stem.loc["slideB/deep/P_9.png", "image_id"] == "d/9/P_9"
+
+
+def test_images_group_regex_collision_falls_back_to_the_path(tmp_path):
+    for rel in ("slideA/IMG_001.png", "slideA/run2/IMG_001.png", "slideA/IMG_002.png"):
+        _write(tmp_path / rel, _png(_image(4)))
+    layout = {**IMAGES_BY_FOLDER, "group": "regex", "group_regex": r"(?P<group>slide[A-Z])"}
+    cand = list_candidates(tmp_path, "d", layout).set_index("source")
+    assert cand["error"].isna().all() and cand["image_id"].is_unique
+    assert cand.loc["slideA/run2/IMG_001.png", "image_id"] == "d/slideA/run2/IMG_001"
+    assert cand.loc["slideA/IMG_001.png", "image_id"] == "d/slideA/IMG_001"
+    assert cand.loc["slideA/IMG_002.png", "image_id"] == "d/slideA/IMG_002"
+    assert set(cand["group"]) == {"slideA"}
+
+
+def test_images_stem_regex_of_class_folders_unchanged(class_folders):
+    root, _ = class_folders  # class_folders still matches the stem: '1/1_1_...' must not see the folder
+    cand = list_candidates(root, "gband", {**CLASS_FOLDERS, "group_regex": r"^(?P<group>[^_]+)_"}).set_index("source")
+    assert cand.loc["X/X_1_56131_115966_7.tiff", "group"] == "X"
+
+
+def test_dicom_quarantined_without_pydicom(tmp_path, monkeypatch):
+    _write(tmp_path / "p1" / "a.dcm", _dicom(np.zeros((3, 3), np.uint16), "1", "0", ["1", "1"]))
+    _write(tmp_path / "p1" / "b.png", _png(_image(5)))
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    cand = list_candidates(tmp_path, "d", IMAGES_BY_FOLDER)
+    meta, _, rejected = ingest_shard(tmp_path, cand, 0, 1, 10**6)
+    assert list(meta["source"]) == ["p1/b.png"]
+    reason = rejected.set_index("source").loc["p1/a.dcm", "reason"]
+    assert reason == "install karyosr[dicom] (pydicom) to read DICOM files"
+
+
+def test_config_layout_group():
+    from karyosr.config import ConfigError, validate
+
+    config = validate({})
+    assert config["dataset"]["layout"]["group"] == "regex" and ".dcm" in config["dataset"]["layout"]["extensions"]
+    for layout in ({"type": "class_folders", "group": "folder"},
+                   {"type": "images", "group": "folder", "table": "t.csv"}):
+        with pytest.raises(ConfigError, match="dataset.layout.group"):
+            validate({"dataset": {"layout": layout}})
+    with pytest.raises(ConfigError, match="dataset.layout.group"):
+        validate({"dataset": {"layout": {"type": "images", "group": "slide"}}})  # not in the enum
+    # group_regex is not compiled where it is not used
+    bad_regex = {"type": "images", "group": "folder", "group_regex": "(unclosed"}
+    with pytest.raises(ConfigError) as info:
+        validate({"dataset": {"layout": {**bad_regex, "group": "regex"}}, "classify": {"experiments": []}})
+    assert "group_regex" in str(info.value) and "not a valid regex" in str(info.value)
+    config = validate({"dataset": {"layout": bad_regex}, "classify": {"experiments": []}})
+    assert config["dataset"]["layout"]["group"] == "folder"

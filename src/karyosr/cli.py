@@ -3,15 +3,20 @@
     karyosr enhance MODEL IMAGE_OR_FOLDER... -o OUT      super-resolve images with an SR model
     karyosr classify MODEL IMAGE_OR_FOLDER... [-o CSV]   classify single-chromosome images
     karyosr info MODEL                                   what a model file says about its model
+    karyosr quality IMAGE_OR_FOLDER... [--reference DIR] NIQE, PIQE (and PSNR, SSIM, MSE) per image
 
-argparse, because three subcommands with a handful of options need no third-party CLI library
+argparse, because four subcommands with a handful of options need no third-party CLI library
 (one dependency fewer in every environment that installs karyosr).
 
 Models are ``model.safetensors`` files written by the workflow (see karyosr.model_file); SR
 models written as ``model.pt`` by earlier versions load too. Inference is the workflow's own
 (``sr.infer.predict_tiled`` and ``classify.predict.infer``), so an image gets the same output here as in
-the workflow. torch is imported only by the commands that run a model, so ``--help`` and ``info``
-on a safetensors file start quickly.
+the workflow. torch is imported only by the commands that run a model, so ``--help``, ``info``
+on a safetensors file and ``quality`` start quickly.
+
+Models record the grey-level statistics of their training images (``domain``, see karyosr.domain);
+``enhance`` and ``classify`` skip images outside them (mean grey, spread, background, polarity)
+with the reason, unless ``--force``, which runs them and prints the warning.
 
 Exit status: 0 when every file was processed, 1 when some were skipped (each named on stderr with
 the reason), 2 for a usage error or a model file that cannot be used.
@@ -118,6 +123,26 @@ def _load(loader, path: str):
         raise UsageError(f"cannot use model {path}: {exc}") from exc
 
 
+def out_of_domain(path: Path, image, model_domain: dict | None, force: bool, failures: Failures,
+                  command: str) -> bool:
+    """Whether ``image`` must be skipped: its statistics lie outside the model's training domain
+    (karyosr.domain.compare) and ``force`` is off (then it is a failure naming the figures). With
+    ``force`` the warning is printed and the image processed."""
+    from karyosr import domain
+    from karyosr.io.images import data_range
+
+    warnings = domain.compare(domain.image_statistics(image, data_range(image.dtype)), model_domain)
+    if not warnings:
+        return False
+    text = "; ".join(warnings)
+    if force:
+        print(f"karyosr {command}: warning: {path}: {text}: results are unreliable (processed: --force)",
+              file=sys.stderr)
+        return False
+    failures.add(path, f"{text}: results are unreliable; retrain on your images or use --force")
+    return True
+
+
 def _check_model(path: str, kind: str) -> None:
     """Refuse a missing model or one of another kind before torch is imported (seconds)."""
     from karyosr import model_file
@@ -191,6 +216,9 @@ def cmd_enhance(args) -> int:
                 failures.add(item.path, str(exc))
                 progress.advance(item.path)
                 continue
+            if out_of_domain(item.path, image, meta.get("domain"), args.force, failures, "enhance"):
+                progress.advance(item.path)
+                continue
             groups.setdefault((image.shape, image.dtype.str), []).append((item, target, image))
         for members in groups.values():
             lr = np.stack([image for _, _, image in members])
@@ -239,6 +267,10 @@ def cmd_classify(args) -> int:
                 image = inputs.prepare_input(read_image(item.path, args.max_pixels), meta)
             except (OSError, ValueError) as exc:
                 failures.add(item.path, str(exc))
+                progress.advance(item.path)
+                continue
+            # The cropped image, as the training images were when their domain was measured.
+            if out_of_domain(item.path, image, meta.get("domain"), args.force, failures, "classify"):
                 progress.advance(item.path)
                 continue
             groups.setdefault(image.dtype.str, []).append((item, image))
@@ -296,13 +328,143 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return 0
+    from karyosr import domain
+
     first = ("kind", "name", "description", "arch", "backbone", "input", "scale", "input_size", "bit_depth",
-             "best_epoch", "validation", "profile", "crop", "karyosr_version", "config_hash")
+             "best_epoch", "validation", "profile", "crop", "domain", "karyosr_version", "config_hash")
     keys = [k for k in first if k in meta] + sorted(k for k in meta if k not in first)
     width = max(map(len, keys))
     for key in keys:
-        print(f"{key:<{width}}  {_value(meta[key])}")
+        if key == "domain" and isinstance(meta[key], dict):
+            lines = domain.describe(meta[key])
+            print(f"{key:<{width}}  {lines[0]}")
+            for line in lines[1:]:
+                print(f"{'':<{width}}  {line}")
+        else:
+            print(f"{key:<{width}}  {_value(meta[key])}")
     return 0
+
+
+# --------------------------------------------------------------------------- quality
+
+# SSIM as the workflow's metrics rule computes it by default (Wang et al. 2004, the schema's defaults).
+SSIM_PARAMS = {"ssim_window": 11, "ssim_sigma": 1.5, "ssim_k1": 0.01, "ssim_k2": 0.03}
+NIQE_SHARPNESS_THRESHOLD = 0.75  # metrics.niqe_sharpness_threshold's default
+
+
+def _references(folder: str, max_pixels: int) -> tuple[dict[str, list[Path]], dict[Path, object]]:
+    """The reference folder's image files by stem, and the decoded ones (unreadable ones noted)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"--reference {folder}: not a folder")
+    items = collect([folder], Failures())
+    if not items:
+        raise UsageError(f"--reference {folder}: holds no image files")
+    by_stem: dict[str, list[Path]] = {}
+    decoded = {}
+    for item in items:
+        by_stem.setdefault(item.path.stem, []).append(item.path)
+        try:
+            decoded[item.path] = read_image(item.path, max_pixels)
+        except (OSError, ValueError) as exc:
+            decoded[item.path] = exc
+    return by_stem, decoded
+
+
+def _pristine(args, decoded: dict):
+    """The NIQE pristine model: --niqe-model, else fitted on the readable reference images, else
+    None (with the reason on stderr)."""
+    from karyosr.quality import niqe
+
+    if args.niqe_model:
+        try:
+            return niqe.load_model(args.niqe_model)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot use NIQE model {args.niqe_model}: {exc}") from exc
+    if not decoded:
+        print("karyosr quality: note: no NIQE pristine model (give --niqe-model, e.g. the workflow's "
+              "results/metrics/niqe_pristine.npz, or --reference): niqe left empty", file=sys.stderr)
+        return None
+    images = [image for image in decoded.values() if not isinstance(image, Exception)]
+    try:
+        mu, cov = niqe.fit_pristine(images, patch_size=args.niqe_patch_size,
+                                    sharpness_threshold=NIQE_SHARPNESS_THRESHOLD)
+        return niqe.PristineModel(mu, cov, "paper", args.niqe_patch_size)
+    except ValueError as exc:
+        print(f"karyosr quality: note: cannot fit NIQE's pristine model on the reference images ({exc}): "
+              "niqe left empty", file=sys.stderr)
+        return None
+
+
+def _reference_of(path: Path, image, args, by_stem: dict, decoded: dict):
+    """The reference image of ``path`` (same stem), or ValueError with the reason."""
+    candidates = by_stem.get(path.stem, [])
+    if not candidates:
+        raise ValueError(f"no reference image named {path.stem}.* in {args.reference}")
+    if len(candidates) > 1:
+        raise ValueError(f"several reference images named {path.stem}.*: {', '.join(map(str, candidates))}")
+    reference = decoded[candidates[0]]
+    if isinstance(reference, Exception):
+        raise ValueError(f"its reference {candidates[0]} is unreadable: {reference}")
+    if reference.shape != image.shape:
+        raise ValueError(f"size {image.shape[0]}x{image.shape[1]} differs from its reference {candidates[0]} "
+                         f"({reference.shape[0]}x{reference.shape[1]}); full-reference scores need the same size")
+    if reference.dtype != image.dtype:
+        raise ValueError(f"bit depth differs from its reference {candidates[0]} ({image.dtype} against "
+                         f"{reference.dtype})")
+    return reference
+
+
+def cmd_quality(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from karyosr.io import atomic
+    from karyosr.quality import piqe
+    from karyosr.quality.full_reference import score
+    from karyosr.quality.scoring import no_reference
+
+    failures = Failures()
+    items = collect(args.inputs, failures)
+    if args.output and Path(args.output).resolve() in {item.path.resolve() for item in items}:
+        raise UsageError(f"-o {args.output}: is one of the input files")
+    by_stem, decoded = _references(args.reference, args.max_pixels) if args.reference else ({}, {})
+    pristine = _pristine(args, decoded)
+    progress = Progress("quality", len(items), args.quiet)
+    rows = []
+    for item in items:
+        progress.advance(item.path)
+        try:
+            image = read_image(item.path, args.max_pixels)
+            row = {"file": str(item.path), "height": image.shape[0], "width": image.shape[1],
+                   "niqe": np.nan, "piqe": np.nan}
+            if args.reference:
+                reference = _reference_of(item.path, image, args, by_stem, decoded)
+                scores = score(reference[None], image[None], SSIM_PARAMS, np.ones((1,) + image.shape, bool))
+                row.update(scores[["psnr", "ssim", "mse"]].iloc[0].to_dict())
+        except (OSError, ValueError) as exc:
+            failures.add(item.path, str(exc))
+            continue
+        try:
+            if pristine is not None:
+                quality = no_reference([image], pristine).iloc[0]
+                row.update(niqe=quality["niqe"], piqe=quality["piqe"])
+                if quality["niqe_error"] and not args.quiet:
+                    print(f"karyosr quality: note: {item.path}: no NIQE: {quality['niqe_error']}", file=sys.stderr)
+            else:
+                row["piqe"] = piqe.piqe(image)
+        except ValueError as exc:  # PIQE needs 16x16 pixels
+            if not args.quiet:
+                print(f"karyosr quality: note: {item.path}: no NIQE / PIQE: {exc}", file=sys.stderr)
+        rows.append(row)
+    columns = ["file", "height", "width", "niqe", "piqe"] + (["psnr", "ssim", "mse"] if args.reference else [])
+    table = pd.DataFrame(rows, columns=columns).round(6)
+    text = table.to_csv(index=False)
+    if args.output:
+        atomic.write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return failures.report("quality")
 
 
 # --------------------------------------------------------------------------- parser
@@ -358,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="LR pixels of context read around each tile; overlapping tiles are blended with "
                               "ramps that ignore the outer half of the context, so tiles join without seams "
                               "(default: 16)")
+    enhance.add_argument("--force", action="store_true",
+                         help="also enhance images outside the model's training domain (their mean grey, grey "
+                              "spread, background or polarity differ from the training images'); the warning is "
+                              "still printed. Without it they are skipped with the reason (exit status 1)")
     _run_options(enhance, batch=16)
     enhance.set_defaults(handler=cmd_enhance)
 
@@ -379,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--flag-confidence", type=float, default=0.9,
                           help="with --cell-decode, a prediction at or above this probability counts as confident "
                                "when flagging cells (classify.flag_confidence; default: 0.9)")
+    classify.add_argument("--force", action="store_true",
+                          help="also classify images whose crop lies outside the model's training domain (mean "
+                               "grey, grey spread, background or polarity); the warning is still printed. Without "
+                               "it they are skipped with the reason (exit status 1)")
     _run_options(classify, batch=64)
     classify.set_defaults(handler=cmd_classify)
 
@@ -388,6 +558,34 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="a model.safetensors (or model.pt) file")
     info.add_argument("--json", action="store_true", help="print the metadata as JSON")
     info.set_defaults(handler=cmd_info)
+
+    quality = commands.add_parser(
+        "quality", help="image quality per file: NIQE, PIQE (and PSNR, SSIM, MSE against references)",
+        description="Score image files without a reference (NIQE, PIQE; lower is better) and, with --reference, "
+                    "against reference images of the same name (PSNR, SSIM, MSE over the whole image, as the "
+                    "workflow's metrics rule computes them). Writes a CSV table, one row per image: file, height, "
+                    "width, niqe, piqe[, psnr, ssim, mse]. NIQE needs a pristine model of good images, and none "
+                    "fits every kind of image, so none is built in: it is --niqe-model when given (the workflow "
+                    "writes its own to results/metrics/niqe_pristine.npz; published BasicSR .npz and MATLAB .mat "
+                    "models load too), else one fitted on the --reference images ('paper' features, "
+                    "--niqe-patch-size patches), else niqe is left empty (a note on stderr) and PIQE is still "
+                    "given. Images NIQE or PIQE cannot score (flat, smaller than a patch) get an empty value and "
+                    "a note; unreadable files, and with --reference files without a reference of the same size "
+                    "and bit depth, are skipped with the reason (exit status 1).")
+    quality.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    quality.add_argument("--reference", metavar="DIR",
+                         help="folder of reference images, matched to the inputs by file name without suffix "
+                              "(searched recursively); adds psnr, ssim, mse")
+    quality.add_argument("-o", "--output", metavar="CSV", help="write the table here (default: stdout)")
+    quality.add_argument("--niqe-model", metavar="FILE",
+                         help="NIQE pristine model (.npz or .mat), e.g. results/metrics/niqe_pristine.npz of a run")
+    quality.add_argument("--niqe-patch-size", type=_positive, default=32,
+                         help="patch size of a pristine model fitted on --reference images (even, >= 8; 32 suits "
+                              "64-128 px chromosome crops, 96 natural images; default: 32)")
+    quality.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
+                         help=f"refuse larger images without decoding them (default: {DEFAULT_MAX_PIXELS})")
+    quality.add_argument("-q", "--quiet", action="store_true", help="no progress or notes on stderr")
+    quality.set_defaults(handler=cmd_quality)
     return parser
 
 

@@ -77,7 +77,7 @@ def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, An
 
 def _check_semantics(config: dict[str, Any]) -> None:
     source = config["dataset"]["source"]
-    required = {"url": ["url", "sha256"], "path": ["path"], "synthetic": [], "metaphase": []}[source["type"]]
+    required = {"url": ["url", "sha256"], "path": ["path"], "synthetic": [], "metaphase": [], "photos": []}[source["type"]]
     for key in required:
         if not source.get(key):
             raise ConfigError(
@@ -89,7 +89,14 @@ def _check_semantics(config: dict[str, Any]) -> None:
     layout = config["dataset"]["layout"]
     if layout["type"] == "csv" and not layout.get("table"):
         raise ConfigError("config key dataset.layout.table is required when dataset.layout.type is 'csv'")
-    if layout["type"] == "class_folders" or (layout["type"] == "images" and not layout.get("table")):
+    if layout["group"] == "folder" and (layout["type"] != "images" or layout.get("table")):
+        raise ConfigError(
+            "config key dataset.layout.group: 'folder' (the split group is the folder an image is in) applies to "
+            f"dataset.layout.type images without a table only, not to {layout['type']!r}"
+            + (" with a table (its group column is the group)" if layout.get("table") else "")
+        )
+    images_by_regex = layout["type"] == "images" and not layout.get("table") and layout["group"] == "regex"
+    if layout["type"] == "class_folders" or images_by_regex:
         try:
             pattern = re.compile(layout["group_regex"])
         except re.error as exc:
@@ -97,7 +104,8 @@ def _check_semantics(config: dict[str, Any]) -> None:
         if "group" not in pattern.groupindex:
             raise ConfigError(
                 f"config key dataset.layout.group_regex: {layout['group_regex']!r} needs a named group "
-                "'(?P<group>...)' that extracts the split group from the file name"
+                "'(?P<group>...)' that extracts the split group from the "
+                + ("path relative to the dataset folder" if images_by_regex else "file name")
             )
     if config["metrics"]["niqe_patch_size"] % 2:
         raise ConfigError(f"config key metrics.niqe_patch_size: {config['metrics']['niqe_patch_size']} must be even")
@@ -109,7 +117,9 @@ def _check_semantics(config: dict[str, Any]) -> None:
     if abs(total - 1.0) > 1e-6:
         raise ConfigError(f"config key split.fractions: fractions {fractions} sum to {total:g}, expected 1")
 
-    size = config["crop_filter"]["target_size"]
+    # The HR images synthetic profiles degrade: crop_filter's squares, or the tiles of whole images.
+    size_key = "tiles.size" if layout["type"] == "images" else "crop_filter.target_size"
+    size = config["tiles"]["size"] if layout["type"] == "images" else config["crop_filter"]["target_size"]
     names = [p["name"] for p in config["degrade"]["profiles"]]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -121,24 +131,30 @@ def _check_semantics(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"config key degrade.profiles.{i}.paired: profile {name!r} is paired (real LR/HR pairs from "
                 f"registered magnification series), which needs dataset.layout.type magnification_series, "
-                f"not {layout['type']!r}"
+                f"not {layout['type']!r}; for synthetic LR made from your images drop paired: true"
             )
-        if whole and not profile["paired"]:
+        if layout["type"] == "magnification_series" and not profile["paired"]:
             raise ConfigError(
-                f"config key degrade.profiles.{i}: profile {name!r} is a synthetic degradation, which the "
-                f"{layout['type']!r} layout of whole images does not support yet; use paired: true profiles"
+                f"config key degrade.profiles.{i}: profile {name!r} is a synthetic degradation; a "
+                f"magnification_series trains on its registered pairs (paired: true profiles). For synthetic "
+                f"LR made from whole images use dataset.layout.type images"
             )
         if profile["paired"]:
             continue
         if size % profile["scale"]:
             raise ConfigError(
-                f"config key degrade.profiles.{name}.scale: {profile['scale']} does not divide "
-                f"crop_filter.target_size {size}; choose a target size that every scale divides"
+                f"config key degrade.profiles.{i}.scale: profile {name!r} has scale {profile['scale']}, which does "
+                f"not divide {size_key} {size}; choose a size that every scale divides"
             )
-        for key in ("blur_sigma", "noise_sigma", "jpeg_quality"):
+        for key in ("blur_sigma", "noise_sigma", "jpeg_quality", "contrast_loss"):
             value = profile.get(key)
             if isinstance(value, list) and value[0] > value[1]:
-                raise ConfigError(f"config key degrade.profiles.{name}.{key}: range {value} has low > high")
+                raise ConfigError(f"config key degrade.profiles.{i}.{key}: profile {name!r} has range {value} "
+                                  "with low > high")
+        loss = profile["contrast_loss"]
+        if max(loss if isinstance(loss, list) else [loss]) >= 1:
+            raise ConfigError(f"config key degrade.profiles.{i}.contrast_loss: profile {name!r} has {loss}; "
+                              "expected a fraction below 1 (1 would leave a flat image)")
 
     sr = config["sr"]
     unknown = [p for p in sr["profiles"] if p not in names]
@@ -155,6 +171,10 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"config key {key}.init_from_model: {source!r} must name an earlier model of sr.models "
                 f"with the same arch ({model['arch']})"
             )
+        if whole and model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "pipeline_features":
+            raise ConfigError(f"config key {key}.perceptual.network: pipeline_features is trained on chromosome "
+                              f"classes, which the {layout['type']!r} layout does not have; use vgg19 with its "
+                              "weights file")
         if model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "vgg19" and not model["perceptual"]["weights"]:
             raise ConfigError(f"config key {key}.perceptual.weights: vgg19 needs a torchvision-format VGG19 state dict file")
         seen[model["name"]] = model

@@ -10,6 +10,13 @@ safetensors header carries one metadata entry, ``karyosr``, holding a JSON objec
   its resume checkpoint carries), ``best_epoch`` and ``validation`` (the validation metrics of
   the exported epoch), ``crop`` (the crop_filter settings, i.e. the polarity, threshold and size
   of the crops the model was trained on);
+* SR models and classifiers: ``domain``, the grey-level statistics of the training images the
+  model takes as input (LR images for SR models, the classifier's input crops, without SMOTE's
+  synthetic ones; :func:`karyosr.domain.domain_record`): median and p05/p95 of the per-image
+  ``mean_grey``, ``grey_spread`` and ``background`` as fractions of the peak, ``polarity`` and
+  ``polarity_share``, ``bit_depth``, ``image_count``, ``dataset`` and ``pixel_size_um`` (None
+  when unknown). ``karyosr enhance`` / ``classify`` refuse images outside it unless ``--force``;
+  files written before it have none and are not checked;
 * SR models: ``arch``, ``scale``, ``options`` (with ``input_shift: auto`` resolved),
   ``description``, ``profile`` (the degradation profile trained on) and ``training`` (the
   model's config entry);

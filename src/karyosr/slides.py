@@ -1,4 +1,4 @@
-"""Whole-slide enhancement: what the two whole-image works are for.
+"""Whole-image enhancement: what the two whole-image works are for.
 
 Digital magnification (SR-GAN microscopy sharpening) enlarges the parts of a slide that were
 never photographed at high magnification; metaphase enhancement (ESRGAN transfer learning)
@@ -6,7 +6,12 @@ judges the enlarged spreads by no-reference quality, as no HR reference exists f
 SR method (baselines and trained models of a paired profile) is applied to the *whole*
 low-magnification captures of the test slides - each the low side of an accepted pair whose
 nominal ratio is the profile's scale - with seamless tiles (:func:`karyosr.sr.infer.predict_tiled`),
-and NIQE and PIQE are measured on every capture before (at its native size) and after.
+and NIQE and PIQE are measured on every capture before (at its native size) and after. For a
+folder of whole images (layout ``images``: metaphase photographs, microscope fields, slices) the
+images enhanced are the ORIGINAL held-out images of the test groups, not their synthetic LR:
+restoration profiles (scale 1) clean them at native size, SR profiles enlarge them. An image whose
+output would exceed ``enhance.max_pixels`` is enhanced on its central crop that fits, the same crop
+scored before and after.
 
 Pure cores (:func:`captures_to_enhance`, :func:`enhance`, :func:`slide_overview`) and thin
 shard/table I/O (``run_*``) for the rules ``enhance_whole``, ``whole_quality`` and ``slide_figure``.
@@ -32,21 +37,36 @@ from karyosr.sr.upscale import upscale
 log = logging.getLogger(__name__)
 
 WHOLE_COLUMNS = ["image_id", "dataset", "group", "slide", "magnification", "split", "method", "profile", "scale",
-                 "seconds"]
-QUALITY_COLUMNS = ["image_id", "slide", "magnification", "method", "profile", "height", "width", "niqe", "piqe",
-                   "niqe_error"]
+                 "crop_y0", "crop_y1", "crop_x0", "crop_x1", "seconds"]
+QUALITY_COLUMNS = ["image_id", "group", "slide", "magnification", "method", "profile", "height", "width", "niqe",
+                   "piqe", "niqe_error"]
 # The "before" rows of the quality table: each capture at its native size.
 CAPTURE = "capture"
 
 
-def captures_to_enhance(meta: pd.DataFrame, pairs: pd.DataFrame, splits: dict[str, str], scale: int) -> list[int]:
-    """Row positions in ``meta`` of the test-split captures that are the low side of an accepted
-    pair whose nominal ratio is ``scale``: the images a model of that paired profile was trained to
-    enlarge. Slides without a split entry are not test slides."""
-    accepted = pairs[pairs["accepted"].astype(bool)]
-    lows = {row.low_id for row in accepted.itertuples(index=False) if matches_profile(row.nominal_ratio, scale)}
+def captures_to_enhance(meta: pd.DataFrame, pairs: pd.DataFrame | None, splits: dict[str, str], scale: int) -> list[int]:
+    """Row positions in ``meta`` of the test-split images to enhance: every one for a folder of whole
+    images (``pairs`` None), else the captures that are the low side of an accepted pair whose
+    nominal ratio is ``scale`` (the images a model of that paired profile was trained to enlarge).
+    Groups without a split entry are not test groups."""
+    lows = None
+    if pairs is not None:
+        accepted = pairs[pairs["accepted"].astype(bool)]
+        lows = {row.low_id for row in accepted.itertuples(index=False) if matches_profile(row.nominal_ratio, scale)}
     return [i for i, (image_id, group) in enumerate(zip(meta["image_id"], meta["group"]))
-            if image_id in lows and splits.get(group) == "test"]
+            if (lows is None or image_id in lows) and splits.get(group) == "test"]
+
+
+def central_crop_box(shape: tuple[int, int], scale: int, max_pixels: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the largest central crop, in the image's proportions, whose output at
+    ``scale`` has at most ``max_pixels`` pixels; the whole image when it fits."""
+    h, w = shape
+    if h * w * scale * scale <= max_pixels:
+        return 0, h, 0, w
+    factor = (max_pixels / (h * w * scale * scale)) ** 0.5
+    ch, cw = max(1, int(h * factor)), max(1, int(w * factor))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return y0, y0 + ch, x0, x0 + cw
 
 
 def enhance(image: np.ndarray, scale: int, method: str, model=None, device=None, infer_cfg: dict | None = None,
@@ -64,14 +84,19 @@ def enhance(image: np.ndarray, scale: int, method: str, model=None, device=None,
 
 
 def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name: str, profile: dict,
-                infer_cfg: dict, unsharp: dict, model_path, out_shard, threads: int = 1) -> None:
-    """Enlarge this shard's test captures of ``profile_name`` with ``method`` (a baseline, or the
-    SR model in ``model_path``) and write them as a shard beside the run time of each."""
-    meta, images = shards.read_shard(in_shard)
-    pairs = shards.read_table(pairs_table)
+                infer_cfg: dict, unsharp: dict, model_path, out_shard, threads: int = 1,
+                max_pixels: int = 16_000_000) -> None:
+    """Enhance this shard's test images of ``profile_name`` (the captures of its accepted pairs, or
+    with ``pairs_table`` None every held-out whole image) with ``method`` (a baseline, or the SR
+    model in ``model_path``), each whole or on its central crop within ``max_pixels`` output pixels,
+    and write them as a shard beside the crop and run time of each. Images are read one Parquet
+    row group at a time."""
+    meta = shards.read_shard_meta(in_shard)
+    pairs = shards.read_table(pairs_table) if pairs_table else None
     split = shards.read_table(split_manifest, columns=["group", "split"]).drop_duplicates()
     scale = int(profile["scale"])
-    chosen = captures_to_enhance(meta, pairs, dict(zip(split["group"], split["split"])), scale) if len(meta) else []
+    chosen = set(captures_to_enhance(meta, pairs, dict(zip(split["group"], split["split"])), scale)
+                 if len(meta) else [])
     model, device = None, None
     if model_path:
         import torch
@@ -87,13 +112,19 @@ def run_enhance(in_shard, pairs_table, split_manifest, method: str, profile_name
             raise ValueError(f"{model_path}: a x{model_meta['scale']} model cannot enhance profile "
                              f"{profile_name!r} (x{scale})")
     rows, out = [], []
-    for i in chosen:
+    for i, (row, image) in enumerate(shards.iter_shard(in_shard)):
+        if i not in chosen:
+            continue
         start = time.perf_counter()
-        out.append(enhance(images[i], scale, method, model, device, infer_cfg, unsharp))
-        rows.append({**meta.iloc[i][["image_id", "dataset", "group", "slide", "magnification"]].to_dict(),
+        y0, y1, x0, x1 = central_crop_box(image.shape, scale, max_pixels)
+        out.append(enhance(np.ascontiguousarray(image[y0:y1, x0:x1]), scale, method, model, device, infer_cfg,
+                           unsharp))
+        rows.append({**{k: row.get(k) for k in ("image_id", "dataset", "group", "slide", "magnification")},
                      "split": "test", "method": method, "profile": profile_name, "scale": scale,
+                     "crop_y0": y0, "crop_y1": y1, "crop_x0": x0, "crop_x1": x1,
                      "seconds": time.perf_counter() - start})
-        log.info("%s: %s %dx%d -> %dx%d in %.1f s", method, rows[-1]["image_id"], *images[i].shape,
+        log.info("%s: %s %dx%d%s -> %dx%d in %.1f s", method, row["image_id"], *image.shape,
+                 "" if (y1 - y0, x1 - x0) == image.shape else f" (central crop {y1 - y0}x{x1 - x0})",
                  *out[-1].shape, rows[-1]["seconds"])
     shards.write_shard(out_shard, pd.DataFrame(rows, columns=WHOLE_COLUMNS), out)
 
@@ -102,8 +133,11 @@ def quality_table(meta: pd.DataFrame, images: list[np.ndarray], pristine: niqe.P
                   profile: str) -> pd.DataFrame:
     """NIQE and PIQE of whole images (one row each)."""
     scores = scoring.no_reference(images, pristine)
-    table = pd.DataFrame({"image_id": meta["image_id"].to_numpy(), "slide": meta["slide"].to_numpy(),
-                          "magnification": meta["magnification"].to_numpy(), "method": method, "profile": profile,
+    missing = np.full(len(meta), None, dtype=object)
+    table = pd.DataFrame({"image_id": meta["image_id"].to_numpy(), "group": meta["group"].to_numpy(),
+                          "slide": meta["slide"].to_numpy() if "slide" in meta else missing,
+                          "magnification": meta["magnification"].to_numpy() if "magnification" in meta else missing,
+                          "method": method, "profile": profile,
                           "height": [im.shape[0] for im in images], "width": [im.shape[1] for im in images]})
     return pd.concat([table, scores.reset_index(drop=True)], axis=1)[QUALITY_COLUMNS]
 
@@ -113,17 +147,19 @@ def run_whole_quality(enhanced: dict[str, list[str]], ingest_shards, profile_nam
     """The quality table of one paired profile: every enlarged capture (``enhanced`` maps a method
     to its shards) and, as method ``capture``, the same captures before enhancement."""
     pristine = niqe.load_model(pristine_path)
-    frames, ids = [], set()
+    frames, crops = [], {}
     for method, paths in enhanced.items():
         for path in paths:
             meta, images = shards.read_shard(path)
-            ids.update(meta["image_id"])
+            crops.update((r.image_id, (r.crop_y0, r.crop_y1, r.crop_x0, r.crop_x1)) for r in meta.itertuples())
             frames.append(quality_table(meta, images, pristine, method, profile_name))
-    for path in ingest_shards:
-        meta, images = shards.read_shard(path)
-        keep = [i for i, image_id in enumerate(meta["image_id"]) if image_id in ids]
-        frames.append(quality_table(meta.iloc[keep].reset_index(drop=True), [images[i] for i in keep], pristine,
-                                    CAPTURE, profile_name))
+    ids = set(crops)
+    for path in ingest_shards:  # the same images (or central crops) before enhancement, one at a time
+        for row, image in shards.iter_shard(path):
+            if row["image_id"] in crops:
+                y0, y1, x0, x1 = crops[row["image_id"]]
+                frames.append(quality_table(pd.DataFrame([row]), [image[y0:y1, x0:x1]], pristine, CAPTURE,
+                                            profile_name))
     table = pd.concat([f for f in frames if len(f)] or [pd.DataFrame(columns=QUALITY_COLUMNS)], ignore_index=True)
     shards.write_table(out_table, table.sort_values(["image_id", "method"], kind="stable").reset_index(drop=True))
     log.info("%s: NIQE/PIQE of %d captures, %d methods", profile_name, len(ids), len(enhanced))
@@ -175,35 +211,46 @@ def draw_slide(axes, low: np.ndarray, views: list[tuple[np.ndarray, Registration
         view, registration, label = views[0]
         axes[1].imshow(registration_difference(low, view, registration, scale)[2], cmap="magma")
         axes[1].set_title(f"|capture - {label} view|, registered", fontsize=7)
+    else:  # a held-out whole image: no registered view, the region at its native pixels instead
+        axes[1].imshow(low[y0:y0 + crop, x0:x0 + crop], cmap="gray", vmin=0, vmax=data_range(low.dtype))
+        axes[1].set_title("region, native pixels", fontsize=7)
     region = low[y0:y0 + crop, x0:x0 + crop]
     axes[2].imshow(cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST), cmap="gray",
-                   vmin=0, vmax=255)
+                   vmin=0, vmax=data_range(low.dtype))
     axes[2].set_title("before (pixels)", fontsize=7)
     for ax, (method, image) in zip(axes[3:], enhanced.items()):
-        ax.imshow(image[y0 * scale:(y0 + crop) * scale, x0 * scale:(x0 + crop) * scale], cmap="gray", vmin=0, vmax=255)
+        ax.imshow(image[y0 * scale:(y0 + crop) * scale, x0 * scale:(x0 + crop) * scale], cmap="gray", vmin=0,
+                  vmax=data_range(image.dtype))
         ax.set_title(method, fontsize=7)
     for ax in axes:
         ax.set_axis_off()
 
 
 def run_slide_figure(ingest_shards, pairs_table, enhanced: dict[str, list[str]], scale: int, out_png) -> None:
-    """The report figure of one paired profile: a row per enhanced capture (test slides)."""
+    """The report figure of one profile: a row per enhanced capture or held-out whole image (with
+    ``pairs_table`` None: no registered views to draw)."""
     from karyosr.report.figures import pyplot, save_figure
 
-    pairs = shards.read_table(pairs_table)
+    pairs = shards.read_table(pairs_table) if pairs_table else pd.DataFrame(columns=["low_id", "high_id", "accepted"])
     pairs = pairs[pairs["accepted"].astype(bool)]
     outputs: dict[str, dict[str, np.ndarray]] = {}
+    crops: dict[str, tuple[int, int, int, int]] = {}
     for method, paths in enhanced.items():
         for path in paths:
             meta, images = shards.read_shard(path)
-            for image_id, image in zip(meta["image_id"], images):
-                outputs.setdefault(image_id, {})[method] = image
-    # Only the enhanced captures and their registered views are held in memory.
+            for row, image in zip(meta.itertuples(), images):
+                outputs.setdefault(row.image_id, {})[method] = image
+                crops[row.image_id] = (row.crop_y0, row.crop_y1, row.crop_x0, row.crop_x1)
+    # Only the enhanced captures (the part that was enhanced) and their registered views are held.
     needed = set(outputs) | set(pairs.loc[pairs["low_id"].isin(outputs), "high_id"])
     captures: dict[str, np.ndarray] = {}
     for path in ingest_shards:
-        meta, images = shards.read_shard(path)
-        captures.update((i, im) for i, im in zip(meta["image_id"], images) if i in needed)
+        for row, image in shards.iter_shard(path):
+            if row["image_id"] in crops:
+                y0, y1, x0, x1 = crops[row["image_id"]]
+                captures[row["image_id"]] = image[y0:y1, x0:x1].copy()
+            elif row["image_id"] in needed:
+                captures[row["image_id"]] = image
     plt = pyplot()
     ids = sorted(outputs)
     columns = 3 + len(enhanced)
@@ -267,6 +314,102 @@ def registration_findings(pairs: pd.DataFrame) -> list[str]:
     if len(reasons):
         line += "; rejected: " + "; ".join(f"{n} x {reason}" for reason, n in reasons.items())
     return [line + "."]
+
+
+REFERENCES = ("bicubic", "lanczos")
+GAIN_COLUMNS = ["profile", "method", "versus", "groups", "images", "psnr_gain", "psnr_ci_low", "psnr_ci_high",
+                "psnr_fg_gain", "psnr_fg_ci_low", "psnr_fg_ci_high"]
+
+
+def _clustered(values: pd.Series, groups: pd.Series, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean of per-image values and its bootstrap interval resampling whole groups (slides, patients)."""
+    from karyosr.classify.metrics import bootstrap_ci  # statistics only where a table needs them
+
+    values = values.dropna()
+    if not len(values):
+        return float("nan"), float("nan"), float("nan")
+    low, high = bootstrap_ci(values.to_numpy(), n_boot, seed, clusters=groups.reindex(values.index).to_numpy())
+    return float(values.mean()), low, high
+
+
+def gain_table(per_image: pd.DataFrame, groups: pd.Series, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Every method's PSNR gain over bicubic (MATLAB) and over Lanczos, over the whole tile and inside
+    the object, per profile: mean over held-out tiles with a bootstrap interval over groups (tiles of
+    one slide or patient share its staining and optics). ``groups`` maps image_id to group."""
+    rows = []
+    for profile, part in per_image.groupby("profile", sort=False):
+        psnr = part.pivot(index="image_id", columns="method", values="psnr")
+        inside = part.pivot(index="image_id", columns="method", values="psnr_fg")
+        tile_groups = groups.reindex(psnr.index)
+        for versus in [r for r in REFERENCES if r in psnr]:
+            for method in [m for m in psnr if m != versus]:
+                whole = _clustered(psnr[method] - psnr[versus], tile_groups, n_boot, seed)
+                fg = _clustered(inside[method] - inside[versus], tile_groups, n_boot, seed)
+                rows.append({"profile": profile, "method": method, "versus": versus,
+                             "groups": int(tile_groups.nunique()), "images": len(psnr),
+                             "psnr_gain": whole[0], "psnr_ci_low": whole[1], "psnr_ci_high": whole[2],
+                             "psnr_fg_gain": fg[0], "psnr_fg_ci_low": fg[1], "psnr_fg_ci_high": fg[2]})
+    return pd.DataFrame(rows, columns=GAIN_COLUMNS).round(3)
+
+
+CHANGE_COLUMNS = ["method", "images", "groups", "niqe_change", "niqe_ci_low", "niqe_ci_high", "piqe_change",
+                  "piqe_ci_low", "piqe_ci_high"]
+
+
+def quality_changes(quality: pd.DataFrame, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Per method, the mean change of NIQE and PIQE of each held-out whole image (after minus
+    before: negative is an improvement) with a bootstrap interval over groups."""
+    rows = []
+    for metric in ("niqe", "piqe"):
+        table = quality.pivot(index="image_id", columns="method", values=metric)
+        groups = quality.drop_duplicates("image_id").set_index("image_id")["group"].reindex(table.index)
+        for method in [m for m in table if m != CAPTURE] if CAPTURE in table else []:
+            mean, low, high = _clustered(table[method] - table[CAPTURE], groups, n_boot, seed)
+            rows.append({"method": method, "metric": metric, "change": mean, "ci_low": low, "ci_high": high,
+                         "images": int(table[method].notna().sum()), "groups": int(groups.nunique())})
+    if not rows:
+        return pd.DataFrame(columns=CHANGE_COLUMNS)
+    long = pd.DataFrame(rows)
+    wide = long.pivot(index="method", columns="metric", values=["change", "ci_low", "ci_high"])
+    wide.columns = [f"{metric}_{stat}" for stat, metric in wide.columns]
+    counts = long.drop_duplicates("method").set_index("method")[["images", "groups"]]
+    out = counts.join(wide)
+    out = out.reindex(list(dict.fromkeys(long["method"]))).reset_index()
+    return out[CHANGE_COLUMNS].round(3)
+
+
+NO_REFERENCE_CAVEAT = ("NIQE and PIQE reward some artefacts (nearest-neighbour blocks score well on PIQE, and any "
+                       "sharpening can lower both), so no method is called best on them alone: read them beside the "
+                       "full-reference PSNR/SSIM on held-out tiles above.")
+
+
+def change_findings(changes: pd.DataFrame, profile: str) -> list[str]:
+    """Whether each method lowers NIQE and PIQE of the held-out whole images, by how much, with its
+    interval over groups; and the caveat that no-reference scores are never a ranking alone."""
+    from karyosr.report.findings import describe_difference
+
+    if not len(changes):
+        return []
+    parts = []
+    for row in changes.itertuples():
+        verdicts = []
+        for metric, digits in (("niqe", 2), ("piqe", 1)):
+            value, low, high = (getattr(row, f"{metric}_{s}") for s in ("change", "ci_low", "ci_high"))
+            if pd.isna(value):
+                continue
+            word = "lowers" if high < 0 else "raises" if low > 0 else "does not measurably change"
+            verdicts.append(f"{word} {metric.upper()} by {describe_difference(value, low, high, '', digits)}")
+        parts.append(f"{row.method} " + " and ".join(verdicts))
+    return [f"{profile}, held-out whole images ({int(changes['images'].max())} in {int(changes['groups'].max())} "
+            "groups), after minus before: " + "; ".join(parts) + ". " + NO_REFERENCE_CAVEAT]
+
+
+def tile_summary(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per split: images, tiles cut, kept, dropped as flat, images padded and images that gave no tile."""
+    table = counts.assign(no_tile=counts["kept"] == 0).groupby("split", sort=False).agg(
+        images=("image_id", "size"), groups=("group", "nunique"), tiles=("tiles", "sum"), kept=("kept", "sum"),
+        flat_dropped=("flat", "sum"), padded=("padded", "sum"), without_tiles=("no_tile", "sum"))
+    return table.reindex([s for s in ("train", "val", "test") if s in table.index]).reset_index()
 
 
 def quality_findings(summary: pd.DataFrame, profile: str) -> list[str]:

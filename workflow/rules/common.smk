@@ -85,10 +85,19 @@ wildcard_constraints:
 
 SHARDS = shard_names(config["shards"])
 PROFILES = {profile["name"]: profile for profile in config["degrade"]["profiles"]}
-# Whole-image layouts skip crop_filter; their profiles are paired (real registered LR/HR pairs).
+# Whole-image layouts skip crop_filter: a magnification series trains on registered pairs (paired
+# profiles), a folder of whole images (layout images) on tiles cut from them (synthetic profiles).
 WHOLE_IMAGES = config["dataset"]["layout"]["type"] in WHOLE_IMAGE_LAYOUTS
+TILED = config["dataset"]["layout"]["type"] == "images"
 PAIRED = [name for name, profile in PROFILES.items() if profile["paired"]]
 SYNTHETIC_PROFILES = [name for name in PROFILES if name not in PAIRED]
+# Profiles whose held-out whole images (or low-magnification captures) are enhanced whole and
+# scored without a reference.
+WHOLE_PROFILES = list(PROFILES) if TILED else PAIRED
+# The registration table whole-image rules read for a magnification series; none for a folder.
+REGISTERED_PAIRS = [] if TILED else "results/register/pairs.parquet"
+# Memory (MB) of the largest image ingest admits, 16-bit, with the copies a job makes of it.
+IMAGE_MB = 4 * 2 * config["ingest"]["max_pixels"] // 10**6
 METHODS = list(config["upscale"]["methods"])
 SR_MODELS = {model["name"]: model for model in config["sr"]["models"]}
 SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODELS else []
@@ -114,24 +123,32 @@ def shard_paths(output):
 
 def hr_stage(profile):
     """The stage output holding a profile's HR images: crop_filter's shards for a synthetic
-    degradation, the registered HR tiles for a paired profile."""
-    return f"paired/{profile}/hr" if profile in PAIRED else "crop_filter"
+    degradation of crops, the tiles of whole images, the registered HR tiles for a paired profile."""
+    if profile in PAIRED:
+        return f"paired/{profile}/hr"
+    return "tiles" if TILED else "crop_filter"
 
 
 def quality_stage():
     """The HR images the NIQE model is fitted on and the HR quality is measured on: crop_filter's,
-    or for whole images the first paired profile's HR tiles."""
-    return hr_stage(PAIRED[0]) if WHOLE_IMAGES else "crop_filter"
+    the tiles of whole images, or the first paired profile's HR tiles."""
+    return hr_stage(next(iter(PROFILES))) if WHOLE_IMAGES else "crop_filter"
 
 
 def quality_split():
-    """The table giving the split of every HR image of quality_stage()."""
+    """The table giving the split of every HR image of quality_stage() (tiles carry their own)."""
     return f"results/{quality_stage()}/manifest.parquet" if WHOLE_IMAGES else "results/split/manifest.parquet"
+
+
+# At x1 (restoration profiles) every interpolation returns the degraded input itself: bicubic stands
+# for it (the "no change" reference) beside the unsharp-mask sharpening.
+RESTORATION_BASELINES = ("bicubic", "unsharp")
 
 
 def methods_for(profile):
     """Interpolation baselines everywhere; learned models on the profiles they train on."""
-    return METHODS + (list(SR_MODELS) if profile in SR_PROFILES else [])
+    baselines = METHODS if PROFILES[profile]["scale"] > 1 else [m for m in METHODS if m in RESTORATION_BASELINES]
+    return baselines + (list(SR_MODELS) if profile in SR_PROFILES else [])
 
 
 def whole_quality_inputs(wildcards):
@@ -154,7 +171,7 @@ def export_sources(wildcards):
     if wildcards.method == EXPORT_LR:
         return shard_paths(f"degrade/{wildcards.profile}")
     if wildcards.method == EXPORT_HR:
-        return shard_paths("crop_filter")
+        return shard_paths(hr_stage(wildcards.profile))
     return shard_paths(f"sr/{wildcards.method}/{wildcards.profile}")
 
 
@@ -271,16 +288,19 @@ def final_outputs():
 
 
 def whole_image_outputs():
-    """What a run on whole images produces: the ingested images and, for a magnification series,
-    the registration tables, every paired profile's LR/HR tiles, SR outputs and metrics."""
-    outputs = ["results/ingest/manifest.parquet", "results/ingest/rejected.parquet"]
-    if config["dataset"]["layout"]["type"] != "magnification_series":
-        return outputs
-    outputs += ["results/register/pairs.parquet", "results/register/rejected.parquet", "results/split/manifest.parquet"]
-    manifests = [f"degrade/{p}" for p in PAIRED] + [f"paired/{p}/hr" for p in PAIRED]
+    """What a run on whole images produces: the ingested images, their split, the HR tiles (cut
+    from the images, or registered pairs of a magnification series with their registration
+    tables), every profile's LR tiles, SR outputs and metrics, the held-out whole images enhanced
+    and scored without a reference, and the report."""
+    outputs = ["results/ingest/manifest.parquet", "results/ingest/rejected.parquet", "results/split/manifest.parquet"]
+    if TILED:
+        outputs += ["results/tiles/manifest.parquet", "results/tiles/images.parquet", "results/tiles/rejected.parquet"]
+    else:
+        outputs += ["results/register/pairs.parquet", "results/register/rejected.parquet"]
+    manifests = [f"degrade/{p}" for p in PROFILES] + [f"paired/{p}/hr" for p in PAIRED]
     manifests += [f"sr/{method}/{profile}" for method, profile in method_profile_pairs()]
     outputs += [f"results/{m}/manifest.parquet" for m in manifests]
-    if PAIRED:
+    if WHOLE_PROFILES:
         outputs += ["results/metrics/summary.parquet", "results/report/index.html", "results/report/summary.md"]
-        outputs += [f"results/enhance/{profile}/quality.parquet" for profile in PAIRED]
+        outputs += [f"results/enhance/{profile}/quality.parquet" for profile in WHOLE_PROFILES]
     return outputs

@@ -1,6 +1,6 @@
 rule degrade:
     input:
-        shard="results/crop_filter/shards/{shard}.parquet",
+        shard=lambda wc: f"results/{hr_stage(wc.profile)}/shards/{wc.shard}.parquet",
         split="results/split/manifest.parquet",
     output:
         intermediate("results/degrade/{profile}/shards/{shard}.parquet"),

@@ -9,8 +9,8 @@ rule fetch:
         "../../envs/core.yaml"
     params:
         source=config["dataset"]["source"],
-        # The generator's own config slice: synthetic (karyotypes) or spreads (metaphase series).
-        synthetic={"synthetic": config["synthetic"], "metaphase": config["spreads"]}.get(
+        # The generator's own config slice: synthetic (karyotypes), spreads (metaphase series) or photos.
+        synthetic={"synthetic": config["synthetic"], "metaphase": config["spreads"], "photos": config["photos"]}.get(
             config["dataset"]["source"]["type"]
         ),
         seed=config["seed"],

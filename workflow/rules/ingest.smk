@@ -32,8 +32,9 @@ rule ingest:
     conda:
         "../../envs/core.yaml"
     resources:
-        # The raw files are not a declared input (the folder is), so memory cannot follow input size.
-        mem_mb=2000,
+        # The raw files are not a declared input (the folder is), so memory cannot follow input size:
+        # the largest image ingest admits, decoded in colour and as grey, and the shard's images.
+        mem_mb=max(2000, 2 * IMAGE_MB),
     params:
         layout=config["dataset"]["layout"],
         max_pixels=config["ingest"]["max_pixels"],
@@ -51,7 +52,7 @@ rule manifest:
     log:
         "results/logs/manifest/{output}.log",
     wildcard_constraints:
-        output=r"ingest|crop_filter|degrade/[A-Za-z0-9_]+|paired/[A-Za-z0-9_]+/hr|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
+        output=r"ingest|crop_filter|tiles|degrade/[A-Za-z0-9_]+|paired/[A-Za-z0-9_]+/hr|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
     conda:
         "../../envs/core.yaml"
     script:
@@ -66,7 +67,7 @@ rule rejected:
     log:
         "results/logs/rejected/{stage}.log",
     wildcard_constraints:
-        stage=r"ingest|crop_filter",
+        stage=r"ingest|crop_filter|tiles",
     conda:
         "../../envs/core.yaml"
     script:

@@ -1,12 +1,14 @@
-# Whole-slide enhancement (magnification series): every method of a paired profile applied to the
-# whole low-magnification captures of the test slides in seamless tiles, their no-reference
-# quality before and after, and the report of the whole-image path (karyosr.slides).
+# Whole-image enhancement: every method of a profile applied to the held-out whole images (layout
+# images: the original photos, fields or slices of the test groups) or to the whole
+# low-magnification captures of the test slides (magnification series, paired profiles) in
+# seamless tiles, their no-reference quality before and after, and the report of the whole-image
+# path (karyosr.slides).
 
 
 rule enhance_whole:
     input:
         shard="results/ingest/shards/{shard}.parquet",
-        pairs="results/register/pairs.parquet",
+        pairs=REGISTERED_PAIRS,
         split="results/split/manifest.parquet",
         model=lambda wc: (
             [f"results/models/{wc.method}/{wc.profile}/model.safetensors"] if wc.method in SR_MODELS else []
@@ -18,7 +20,7 @@ rule enhance_whole:
     benchmark:
         "results/benchmarks/enhance/{method}/{profile}/{shard}.tsv"
     wildcard_constraints:
-        profile="|".join(PAIRED) or "no-paired-profiles",
+        profile="|".join(WHOLE_PROFILES) or "no-whole-image-profiles",
     conda:
         "../../envs/torch.yaml"
     threads: 2
@@ -30,6 +32,7 @@ rule enhance_whole:
         # Only what the method reads: a baseline does not rerun when an SR setting changes.
         infer=lambda wc: SR_SETTINGS if wc.method in SR_MODELS else {},
         unsharp=lambda wc: config["upscale"]["unsharp"] if wc.method == "unsharp" else {},
+        max_pixels=config["enhance"]["max_pixels"],
     script:
         "../scripts/enhance_whole.py"
 
@@ -57,7 +60,7 @@ rule slide_figure:
     input:
         unpack(whole_quality_inputs),
         ingest=expand("results/ingest/shards/{shard}.parquet", shard=SHARDS),
-        pairs="results/register/pairs.parquet",
+        pairs=REGISTERED_PAIRS,
     output:
         report(
             "results/report/slides_{profile}.png",
@@ -80,25 +83,27 @@ rule slide_figure:
 
 rule slides_report:
     input:
-        pairs="results/register/pairs.parquet",
+        pairs=REGISTERED_PAIRS,
+        tile_counts=["results/tiles/images.parquet"] if TILED else [],
+        tile_rejected=["results/tiles/rejected.parquet"] if TILED else [],
         ingest="results/ingest/manifest.parquet",
         quarantined="results/ingest/rejected.parquet",
         summary="results/metrics/summary.parquet",
         per_image="results/metrics/per_image.parquet",
-        tile_manifests=expand("results/degrade/{profile}/manifest.parquet", profile=PAIRED),
-        quality=expand("results/enhance/{profile}/quality.parquet", profile=PAIRED),
-        figures=expand("results/report/slides_{profile}.png", profile=PAIRED),
-        tile_quality=expand("results/report/quality_{profile}.png", profile=PAIRED),
+        tile_manifests=expand("results/degrade/{profile}/manifest.parquet", profile=WHOLE_PROFILES),
+        quality=expand("results/enhance/{profile}/quality.parquet", profile=WHOLE_PROFILES),
+        figures=expand("results/report/slides_{profile}.png", profile=WHOLE_PROFILES),
+        tile_quality=expand("results/report/quality_{profile}.png", profile=WHOLE_PROFILES),
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         markdown="results/report/summary.md",
-        boxplots=expand("results/report/whole_quality_{profile}.png", profile=PAIRED),
+        boxplots=expand("results/report/whole_quality_{profile}.png", profile=WHOLE_PROFILES),
         tables=multiext(
             "results/report/tables/",
             *[
                 f"{t}.{e}"
-                for t in ["registration", "sr_methods", "rejected", "software"]
-                + [f"whole_quality_{p}" for p in PAIRED]
+                for t in ["tiles" if TILED else "registration", "sr_methods", "sr_gains", "rejected", "software"]
+                + [f"whole_quality_{p}" for p in WHOLE_PROFILES]
                 for e in ("csv", "parquet")
             ],
         ),
@@ -110,7 +115,7 @@ rule slides_report:
         "../../envs/report.yaml"
     params:
         report=config["report"],
-        profiles=PAIRED,
+        profiles=WHOLE_PROFILES,
         methods=METHODS + list(SR_MODELS),
         bootstrap=config["classify"]["bootstrap"],
     script:

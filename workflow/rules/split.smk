@@ -17,5 +17,7 @@ rule split:
     params:
         fractions=config["split"]["fractions"],
         seed=config["seed"],
+        # Whole images cut into tiles: with too few groups, validation tiles of training images.
+        tiled=TILED,
     script:
         "../scripts/split.py"

@@ -59,7 +59,7 @@ rule train_sr:
         seed=config["seed"],
         # Recorded in the model file's metadata: what the model was trained on.
         profile=lambda wc: PROFILES[wc.profile],
-        crop=lambda wc: None if wc.profile in PAIRED else config["crop_filter"],
+        crop=lambda wc: None if WHOLE_IMAGES else config["crop_filter"],
         # Not an output: a rerun after a kill resumes from it, and Snakemake must not delete it.
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.model}/{wc.profile}",
     script:

@@ -3,7 +3,7 @@ from karyosr import logs, slides
 logs.setup(snakemake.log[0])
 slides.run_enhance(
     in_shard=snakemake.input.shard,
-    pairs_table=snakemake.input.pairs,
+    pairs_table=snakemake.input.pairs or None,
     split_manifest=snakemake.input.split,
     method=snakemake.wildcards.method,
     profile_name=snakemake.wildcards.profile,
@@ -13,4 +13,5 @@ slides.run_enhance(
     model_path=snakemake.input.model[0] if snakemake.input.model else None,
     out_shard=snakemake.output[0],
     threads=snakemake.threads,
+    max_pixels=snakemake.params.max_pixels,
 )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr import model_file
+from karyosr import domain, model_file
 from karyosr.classify import balance
 from karyosr.classify.augment import augment
 from karyosr.classify.inputs import load_split, parse_input, scale_of
@@ -159,6 +159,11 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
     description = f"{experiment['backbone']} classifier on {experiment['input']} images"
     if parse_input(experiment["input"])["kind"] == "super":
         description += f" (SR layers: {archs.describe(model.sr)})"
+    # The domain of the real training images (SMOTE's interpolations are not the data's own).
+    real = ~train_meta["synthetic"].to_numpy(bool) if "synthetic" in train_meta else np.ones(len(train[1]), bool)
+    real = real if real.any() else np.ones(len(train[1]), bool)
+    trained_on = domain.domain_record(train[0][real], data_range(train[0].dtype),
+                                      **domain.dataset_facts(train_meta[real]))
     model_file.save(out_model, result.export["state_dict"], {
         "kind": "classifier", "name": experiment["name"], "description": description,
         "backbone": experiment["backbone"], "input": experiment["input"], "scale": scale,
@@ -166,5 +171,6 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
         "input_channels": 1, **model_file.bit_depth(data_range(train[0].dtype)), "crop": crop, "profile": profile,
         "seed": seed,
         "experiment": {k: v for k, v in experiment.items() if k != "device"},
-        "config_hash": config_hash({"experiment": experiment, "seed": seed}), **model_file.training_summary(result)})
+        "config_hash": config_hash({"experiment": experiment, "seed": seed}), "domain": trained_on,
+        **model_file.training_summary(result)})
     write_history(out_history, result)

@@ -56,14 +56,19 @@ def _draw(value, rng: np.random.Generator, integer: bool = False):
 
 
 def degrade_image(hr: np.ndarray, profile: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Blur -> downscale -> noise -> JPEG, the usual order of a microscope-and-camera chain."""
+    """Blur -> downscale -> contrast loss -> noise -> JPEG, the usual order of a microscope-and-camera
+    chain. Scale 1 (a restoration profile) keeps the size: the same chain without resizing."""
     peak = data_range(hr.dtype)
     image = hr.astype(np.float32)
     sigma = float(_draw(profile["blur_sigma"], rng))
     if sigma > 0:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     scale = profile["scale"]
-    image = downscale(image, scale, profile["kernel"])
+    if scale > 1:
+        image = downscale(image, scale, profile["kernel"])
+    contrast_loss = float(_draw(profile.get("contrast_loss", 0), rng))
+    if contrast_loss > 0:  # a washed-out, under-stained or over-exposed capture: grey levels pulled to the mean
+        image = image.mean() + (image - image.mean()) * (1.0 - contrast_loss)
     noise_sigma = 0.0
     if profile["noise"] == "gaussian":
         noise_sigma = float(_draw(profile["noise_sigma"], rng))
@@ -78,8 +83,8 @@ def degrade_image(hr: np.ndarray, profile: dict, rng: np.random.Generator) -> tu
     if quality is not None:
         ok, buf = cv2.imencode(".jpg", lr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         lr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    record = {"scale": scale, "kernel": profile["kernel"], "blur_sigma": sigma,
-              "noise": profile["noise"], "noise_sigma": noise_sigma,
+    record = {"scale": scale, "kernel": profile["kernel"] if scale > 1 else "none", "blur_sigma": sigma,
+              "contrast_loss": contrast_loss, "noise": profile["noise"], "noise_sigma": noise_sigma,
               "jpeg_quality": int(quality) if quality is not None else -1}
     return lr, record
 
@@ -90,8 +95,8 @@ def degrade_images(meta: pd.DataFrame, images: list[np.ndarray], profile_name: s
         lr, record = degrade_image(hr, profile, image_rng(seed, profile_name, row["image_id"]))
         rows.append({**row, "profile": profile_name, **record})
         out.append(lr)
-    return pd.DataFrame(rows, columns=list(meta.columns) + ["profile", "scale", "kernel", "blur_sigma", "noise",
-                                                            "noise_sigma", "jpeg_quality"]), out
+    return pd.DataFrame(rows, columns=list(meta.columns) + ["profile", "scale", "kernel", "blur_sigma", "contrast_loss",
+                                                            "noise", "noise_sigma", "jpeg_quality"]), out
 
 
 IDENTITY_COLUMNS = ["image_id", "dataset", "group", "label", "class_name", "split"]
@@ -99,8 +104,10 @@ IDENTITY_COLUMNS = ["image_id", "dataset", "group", "label", "class_name", "spli
 
 def run(in_shard, split_manifest, profile_name: str, profile: dict, seed: int, out_shard) -> None:
     meta, images = shards.read_shard(in_shard)
-    splits = shards.read_table(split_manifest, columns=["image_id", "split"])
-    meta = meta.merge(splits, on="image_id", how="left", validate="one_to_one")[IDENTITY_COLUMNS]
+    if "split" not in meta:  # tiles of whole images carry their own split (validation tiles of training images)
+        splits = shards.read_table(split_manifest, columns=["image_id", "split"])
+        meta = meta.merge(splits, on="image_id", how="left", validate="one_to_one")
+    meta = meta[IDENTITY_COLUMNS]
     if meta["split"].isna().any():
         raise ValueError(f"{in_shard}: images missing from {split_manifest}: {list(meta.image_id[meta.split.isna()])[:5]}")
     lr_meta, lr = degrade_images(meta, images, profile_name, profile, seed)

@@ -4,7 +4,8 @@ Every ingest job lists the whole raw dataset (cheap) and decodes only the files 
 hashes to its shard, so the number of jobs is the shard count, known before any data is read.
 
 Two layouts hold whole microscope images rather than labelled chromosomes (no label, native
-size): ``images`` (a folder or a CSV of path, group) and ``magnification_series`` (the same
+size): ``images`` (a folder, the group from a regex on the relative path or from the folder, or a
+CSV of path, group) and ``magnification_series`` (the same
 slide captured at several magnifications, ``<slide>/<magnification>/<file>`` or a CSV of slide,
 magnification, path). A series is sharded by slide, not by image, so that every capture of a
 slide lands in the same shard and the register stage reads one shard per job.
@@ -23,7 +24,7 @@ import pandas as pd
 
 from karyosr.config import WHOLE_IMAGE_LAYOUTS
 from karyosr.io import shards
-from karyosr.io.images import ImageRejected, decode_grayscale
+from karyosr.io.images import ImageRejected, decode_image
 from karyosr.labels import CLASS_NAMES, LabelError, parse_label
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ BIOIMLAB_NAME = re.compile(r"^(?P<cell>.+) (?P<label>\d{1,2}|[XYxy])(?P<copy>[ab
 MAGNIFICATION_LABEL = re.compile(r"^(?P<value>\d+(?:\.\d+)?)[xX]$")
 # Per-image columns a magnification series adds to the ingest manifest.
 SERIES_COLUMNS = ["slide", "magnification", "magnification_label"]
+# What decoding tells about each image (karyosr.io.images.Decoded): decoder warnings of a file that
+# was kept, pixel size, and the linear map of its grey levels to physical (DICOM modality) values.
+DECODE_COLUMNS = ["decode_warning", "pixel_size_um", "rescale_slope", "rescale_intercept"]
 
 
 class LayoutError(ValueError):
@@ -65,6 +69,11 @@ def _checked_name(rel: str) -> tuple[str, str | None]:
 
 def _stem(rel: str) -> str:
     return os.path.splitext(rel.rsplit("/", 1)[-1])[0]
+
+
+def _without_extension(rel: str) -> str:
+    folder, _, name = rel.rpartition("/")
+    return (folder + "/" if folder else "") + os.path.splitext(name)[0]
 
 
 def list_bioimlab(root: Path, extensions: list[str]) -> pd.DataFrame:
@@ -151,10 +160,13 @@ def list_csv(root: Path, table: str) -> pd.DataFrame:
     )
 
 
-def list_images(root: Path, extensions: list[str], group_regex: str, table: str | None = None) -> pd.DataFrame:
+def list_images(root: Path, extensions: list[str], group_regex: str, table: str | None = None,
+                group: str = "regex") -> pd.DataFrame:
     """Unlabelled whole images: every image file below root (any depth), or the rows of a CSV with
-    columns path, group. Without a table the split group comes from the file stem via
-    ``group_regex`` (e.g. the slide or patient in the name)."""
+    columns path, group. Without a table the split group is, for ``group`` 'regex', the named group
+    of ``group_regex`` searched in the path relative to root without its extension (e.g.
+    ``slideA/IMG_001``: a folder or a part of the name), for 'folder' the path of the file's folder
+    relative to root (``slideA``, ``patient7/series2``; files directly in root have none)."""
     if table:
         frame, base = _read_layout_table(root, table, ["path", "group"])
         return pd.DataFrame({
@@ -163,14 +175,26 @@ def list_images(root: Path, extensions: list[str], group_regex: str, table: str 
             "label_text": None,
             "error": [None if g else "empty group" for g in frame["group"]],
         })
-    pattern = re.compile(group_regex)
+    pattern = re.compile(group_regex) if group == "regex" else None
     rows = []
     for rel in _image_files(root, extensions):
         rel, error = _checked_name(rel)
-        match = None if error else pattern.search(_stem(rel))
-        if not error and not match:
-            error = f"file stem {_stem(rel)!r} does not match dataset.layout.group_regex {group_regex!r}"
-        rows.append({"source": rel, "group": match["group"] if match else None, "label_text": None, "error": error})
+        found = None
+        if error:
+            pass
+        elif pattern is None:
+            found = rel.rpartition("/")[0] or None
+            if found is None:
+                error = (f"{rel!r} is not in a folder: with dataset.layout.group folder the split group is the "
+                         "folder an image is in")
+        else:
+            match = pattern.search(_without_extension(rel))
+            found = match["group"] if match else None
+            if not found:
+                error = (f"path {_without_extension(rel)!r} (relative, without extension) does not match "
+                         f"dataset.layout.group_regex {group_regex!r}" if not match else
+                         f"dataset.layout.group_regex {group_regex!r} finds an empty group in {rel!r}")
+        rows.append({"source": rel, "group": found, "label_text": None, "error": error})
     return pd.DataFrame(rows, columns=["source", "group", "label_text", "error"])
 
 
@@ -240,7 +264,8 @@ def list_candidates(base: Path, dataset: str, layout: dict) -> pd.DataFrame:
     elif kind == "class_folders":
         files = list_class_folders(base, layout["extensions"], layout["group_regex"])
     elif kind == "images":
-        files = list_images(base, layout["extensions"], layout["group_regex"], layout.get("table"))
+        files = list_images(base, layout["extensions"], layout.get("group_regex", ""), layout.get("table"),
+                            layout.get("group", "regex"))
     elif kind == "magnification_series":
         files = list_magnification_series(base, layout["extensions"], layout.get("table"))
     else:
@@ -269,8 +294,19 @@ def list_candidates(base: Path, dataset: str, layout: dict) -> pd.DataFrame:
         files["image_id"] = [f"{dataset}/{g}/{m}/{s}" for g, m, s in zip(groups, levels, stems)]
     else:
         files["image_id"] = [f"{dataset}/{g}/{s}" for g, s in zip(groups, stems)]
+    if kind == "images":
+        # <dataset>/<relative path without extension> where <group>/<stem> does not tell files apart
+        # (always with group folder: slideA/IMG_001.jpg and slideB/IMG_001.jpg)
+        by_path = pd.Series([f"{dataset}/{_without_extension(s)}" for s in files["source"]], index=files.index)
+        inside = ~files["source"].str.startswith("../")
+        if layout.get("group", "regex") == "folder" and not layout.get("table"):
+            files["image_id"] = by_path
+        else:
+            collide = files["image_id"].duplicated(keep=False) & inside
+            files.loc[collide, "image_id"] = by_path[collide]
     duplicated = files["image_id"].duplicated(keep="first") & files["error"].isna()
-    files.loc[duplicated, "error"] = "duplicate image_id: another file has the same group and stem"
+    files.loc[duplicated, "error"] = ("duplicate image_id: another file has the same group and stem (or the same "
+                                      "path with another extension)")
     files["dataset"] = dataset
     return files.drop(columns=["label_text"]).sort_values("source", kind="stable").reset_index(drop=True)
 
@@ -293,7 +329,7 @@ def ingest_shard(
         if reason is None:
             try:
                 data = (Path(root) / item.source).read_bytes()
-                image, converted = decode_grayscale(data, max_pixels)
+                decoded = decode_image(data, max_pixels, item.source)
             except OSError as exc:
                 reason = f"cannot read the file: {exc.strerror or exc}"
             except ImageRejected as exc:
@@ -310,14 +346,20 @@ def ingest_shard(
                 "class_name": None if pd.isna(item.label) else CLASS_NAMES[item.label],
                 "source": item.source,
                 "source_sha256": hashlib.sha256(data).hexdigest(),
-                "converted_from": converted,
+                "converted_from": decoded.converted,
+                "decode_warning": decoded.warning,
+                "pixel_size_um": decoded.pixel_size_um,
+                "rescale_slope": decoded.rescale_slope,
+                "rescale_intercept": decoded.rescale_intercept,
                 **{c: getattr(item, c) for c in extra},
             }
         )
-        images.append(image)
+        images.append(decoded.image)
     meta = pd.DataFrame(rows, columns=["image_id", "dataset", "group", "label", "class_name", "source",
-                                       "source_sha256", "converted_from", *extra])
+                                       "source_sha256", "converted_from", *DECODE_COLUMNS, *extra])
     meta["label"] = meta["label"].astype("Int8")
+    for column in DECODE_COLUMNS[1:]:
+        meta[column] = meta[column].astype(float)
     return meta, images, pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
 
 
@@ -340,5 +382,7 @@ def run(root, inventory, layout: dict, shard: int, n_shards: int, max_pixels: in
     shards.write_shard(out_shard, meta, images)
     shards.write_table(out_rejected, rejected)
     log.info("shard %d/%d: %d images ingested, %d quarantined", shard, n_shards, len(meta), len(rejected))
+    for item in meta[meta["decode_warning"] != ""].itertuples():
+        log.warning("kept %s, decoded with a warning: %s", item.source, item.decode_warning)
     for item in rejected.itertuples():
         log.warning("quarantined %s: %s", item.source, item.reason)

@@ -67,11 +67,48 @@ def split_manifest(manifest: pd.DataFrame, fractions: dict[str, float], seed: in
     return out
 
 
-def run(in_manifest, fractions: dict[str, float], seed: int, out_manifest) -> None:
+def split_tiled_images(manifest: pd.DataFrame, fractions: dict[str, float], seed: int) -> tuple[pd.DataFrame, str]:
+    """The split of whole images that are cut into tiles, and a sentence saying how it was made.
+
+    Whole groups (slides, patients) go to train, val and test as for crops. With too few groups
+    for that (three slides with fractions 0.7/0.15/0.15 give no validation slide), the test split
+    still gets whole groups (a share ``fractions['test']`` of them, at least one, chosen by the
+    seed) and validation becomes tiles of the training images: column ``val_tile_fraction`` tells
+    the tile stage which share of each training image's tiles to hold out. No tile of a test
+    group is ever trained on or used for validation."""
+    try:
+        result = split_manifest(manifest, fractions, seed).assign(val_tile_fraction=0.0)
+        return result, f"{manifest['group'].nunique()} groups split whole between train, val and test"
+    except SplitError:
+        pass
+    groups = sorted(manifest["group"].unique())
+    if len(groups) < 2:
+        raise SplitError(f"all {len(manifest)} images are in one group ({groups[0]!r}): no group can be held out "
+                         "for testing. Put each slide or patient in its own folder (dataset.layout.group: folder) "
+                         "or set dataset.layout.group_regex so that images of one slide share a group")
+    rng = np.random.default_rng(seed)
+    n_test = min(len(groups) - 1, max(1, round(fractions["test"] * len(groups))))
+    test = {groups[i] for i in rng.permutation(len(groups))[:n_test]}
+    out = manifest.copy()
+    out["split"] = np.where(out["group"].isin(test), "test", "train")
+    kept = fractions["train"] + fractions["val"]
+    out["val_tile_fraction"] = np.where(out["split"] == "train", fractions["val"] / kept if kept else 0.0, 0.0)
+    note = (f"{len(groups)} groups are too few for a validation group: {n_test} test group(s) "
+            f"({', '.join(sorted(test))}), the other {len(groups) - n_test} train, and "
+            f"{fractions['val'] / kept if kept else 0:.0%} of the training images' tiles validate")
+    return out, note
+
+
+def run(in_manifest, fractions: dict[str, float], seed: int, out_manifest, tiled: bool = False) -> None:
+    """Split the crops (or, ``tiled``, the whole images that the tiles stage cuts) by group."""
     manifest = shards.read_table(in_manifest)
     if manifest.empty:
-        raise SplitError(f"{in_manifest}: no images left after crop_filter; nothing to split")
-    result = split_manifest(manifest, fractions, seed)
+        raise SplitError(f"{in_manifest}: no images left after {'ingest' if tiled else 'crop_filter'}; nothing to split")
+    if tiled:
+        result, note = split_tiled_images(manifest, fractions, seed)
+        log.info("split: %s", note)
+    else:
+        result = split_manifest(manifest, fractions, seed)
     shards.write_table(out_manifest, result)
     summary = result.groupby("split").agg(images=("image_id", "size"), groups=("group", "nunique"))
     log.info("split sizes:\n%s", summary.to_string())

@@ -65,15 +65,15 @@ DEFAULTS: dict = {
 _OBJECT_KEY = 0x5350524D  # stream tag of the slide's objects
 
 
-def _pair(value, key: str, cast=float) -> tuple:
+def _pair(value, key: str, cast=float, who: str = "spreads") -> tuple:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return cast(value), cast(value)
     try:
         lo, hi = (cast(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"spreads: {key} must be a number or a [low, high] pair, got {value!r}") from None
+        raise ValueError(f"{who}: {key} must be a number or a [low, high] pair, got {value!r}") from None
     if not lo <= hi:
-        raise ValueError(f"spreads: {key} must be a [low, high] range with low <= high, got {value!r}")
+        raise ValueError(f"{who}: {key} must be a [low, high] range with low <= high, got {value!r}")
     return lo, hi
 
 
@@ -226,29 +226,36 @@ def _scatter(rng: np.random.Generator, density_per_mpx: float, box: tuple[float,
     return rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
 
 
-def build_slide(p: dict, seed: int, slide_index: int, field_box: tuple[float, float, float, float]) -> list[Sprite]:
-    """All objects of one slide within ``field_box`` (x0, y0, x1, y1 in view pixels)."""
-    base = [int(seed), _OBJECT_KEY, int(slide_index)]
+def build_slide(p: dict, seed: int, slide_index: int, field_box: tuple[float, float, float, float], *,
+                spread: bool = True, key: int = _OBJECT_KEY) -> list[Sprite]:
+    """All objects of one slide within ``field_box`` (x0, y0, x1, y1 in view pixels).
+
+    ``spread=False``: the field only (nuclei and debris, no metaphase). ``key`` tags the random
+    streams, so another generator (karyosr.dataset.photos) draws fields of its own.
+    """
+    base = [int(seed), int(key), int(slide_index)]
     rng = np.random.default_rng([*base, 10])
     vh, vw = p["view_px"]
     off = p["spread_offset"] * min(vh, vw)
     centre = ((vw - 1) / 2 + rng.uniform(-off, off), (vh - 1) / 2 + rng.uniform(-off, off))
-    chroms, radius = _chromosome_sprites([*base, 20], p, centre)
     sprites: list[Sprite] = []
-    # cytoplasm haze under the spread (drawn first; additive, so order only matters for float sums)
-    sprites.append(Sprite(_blob_sprite(rng, radius * 1.2, rng.uniform(0.03, 0.08)), *centre))
-    n_near = int(rng.integers(p["nuclei"][0], p["nuclei"][1] + 1))
-    for _ in range(n_near):
-        rad = rng.uniform(*p["nucleus_radius_px"])
-        dist = radius + rad * rng.uniform(0.6, 1.6)
-        ang = rng.uniform(0, 2 * math.pi)
-        sprites.append(Sprite(_nucleus_sprite(rng, rad), centre[0] + dist * math.cos(ang),
-                              centre[1] + dist * math.sin(ang)))
-    sprites.extend(chroms)
+    radius = 0.0
+    if spread:
+        chroms, radius = _chromosome_sprites([*base, 20], p, centre)
+        # cytoplasm haze under the spread (drawn first; additive, so order only matters for float sums)
+        sprites.append(Sprite(_blob_sprite(rng, radius * 1.2, rng.uniform(0.03, 0.08)), *centre))
+        n_near = int(rng.integers(p["nuclei"][0], p["nuclei"][1] + 1))
+        for _ in range(n_near):
+            rad = rng.uniform(*p["nucleus_radius_px"])
+            dist = radius + rad * rng.uniform(0.6, 1.6)
+            ang = rng.uniform(0, 2 * math.pi)
+            sprites.append(Sprite(_nucleus_sprite(rng, rad), centre[0] + dist * math.cos(ang),
+                                  centre[1] + dist * math.sin(ang)))
+        sprites.extend(chroms)
     # the wider field: more nuclei away from the spread, debris everywhere
     xs, ys = _scatter(rng, p["field_nuclei_per_mpx"], field_box)
     for x, y in zip(xs, ys):
-        if math.hypot(x - centre[0], y - centre[1]) < radius + 2 * p["nucleus_radius_px"][1]:
+        if spread and math.hypot(x - centre[0], y - centre[1]) < radius + 2 * p["nucleus_radius_px"][1]:
             continue
         sprites.append(Sprite(_nucleus_sprite(rng, rng.uniform(*p["nucleus_radius_px"])), float(x), float(y)))
     xs, ys = _scatter(rng, p["debris_per_mpx"], field_box)
@@ -300,10 +307,10 @@ def render_signal(sprites: list[Sprite], field_to_canvas: np.ndarray, shape: tup
     return canvas
 
 
-def _capture(signal: np.ndarray, rng: np.random.Generator, p: dict, style: dict) -> np.ndarray:
-    """Signal -> uint8 capture: stain look, uneven illumination, exposure, camera noise."""
-    h, w = signal.shape
-    amp = p["illumination"]
+def illumination_gain(rng: np.random.Generator, shape: tuple[int, int], amp: float) -> np.ndarray:
+    """Uneven illumination of a capture: a random gradient and an off-centre vignetting, each up
+    to ``amp`` (relative); a gain array of ``shape`` (float64), about 1 near the optical centre."""
+    h, w = shape
     gx, gy = rng.uniform(-amp, amp, 2)
     vig = rng.uniform(0.0, amp)
     ox, oy = rng.uniform(-0.5, 0.5, 2)
@@ -311,7 +318,12 @@ def _capture(signal: np.ndarray, rng: np.random.Generator, p: dict, style: dict)
     v = np.linspace(-1.0, 1.0, h, dtype=np.float32)
     gain_x = 1.0 + 0.5 * gx * u - 0.5 * vig * (u - ox) ** 2
     gain_y = 0.5 * gy * v - 0.5 * vig * (v - oy) ** 2
-    gain = gain_x[None, :] + gain_y[:, None]
+    return gain_x[None, :] + gain_y[:, None]
+
+
+def _capture(signal: np.ndarray, rng: np.random.Generator, p: dict, style: dict) -> np.ndarray:
+    """Signal -> uint8 capture: stain look, uneven illumination, exposure, camera noise."""
+    gain = illumination_gain(rng, signal.shape, p["illumination"])
     exposure = rng.uniform(*p["exposure"])
     sign = 1.0 if p["band_style"] == "q" else -1.0
     if sign < 0:

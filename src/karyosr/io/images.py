@@ -1,8 +1,22 @@
-"""Decoding raw image files into 2-D grayscale arrays, with the checks that keep bad files out."""
+"""Decoding raw image files into 2-D grayscale arrays, with the checks that keep bad files out.
+
+PNG, BMP, TIFF and JPEG go through OpenCV; what its codec libraries print to the C stderr while
+decoding (libjpeg's "Corrupt JPEG data: ..." warnings) is captured and returned with the image.
+DICOM (``.dcm``, or any file with the ``DICM`` preamble) goes through pydicom, the optional extra
+``karyosr[dicom]``: see ``_decode_dicom`` for the mapping of its values to uint16.
+"""
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import struct
+import sys
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -73,20 +87,311 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_grayscale(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
-    """Decode an image file's bytes to a 2-D uint8 or uint16 array.
+# What a .dcm file is quarantined with when the optional extra is not installed.
+DICOM_EXTRA_MISSING = "install karyosr[dicom] (pydicom) to read DICOM files"
+# Longest decode_warning kept (a badly damaged JPEG can make libjpeg print many lines).
+MAX_WARNING_CHARS = 1000
+# Resolutions (dots per inch) that programs write by default, saying nothing about the sample.
+SCREEN_DPI = (72.0, 96.0)
+_MICRONS_PER_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0,
+                     "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "inch": 25400.0}
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1}
 
-    Returns the image and how it was converted: '' (already grayscale), 'rgb' or 'rgba'
-    (ITU-R BT.601 luminance, alpha dropped). Raises ImageRejected with the reason otherwise.
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and what ingest records about it (manifest columns converted_from,
+    decode_warning, pixel_size_um, rescale_slope, rescale_intercept).
+
+    ``converted``: '' (already grey), 'rgb', 'rgba' or 'palette' (converted to grey);
+    ``warning``: what the decoder warned about ('' when nothing), e.g. libjpeg's
+    "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9";
+    ``pixel_size_um``: side of a pixel in micrometres (NaN when the file does not say);
+    ``rescale_slope``, ``rescale_intercept``: the physical value of a pixel (DICOM: the modality
+    value, e.g. Hounsfield units) is ``pixel * rescale_slope + rescale_intercept``; 1 and 0 for
+    every file that is not DICOM (the value is the grey level in the file).
+    """
+
+    image: np.ndarray
+    converted: str = ""
+    warning: str = ""
+    pixel_size_um: float = math.nan
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+
+
+def _tidy_warning(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()]
+    joined = "; ".join(dict.fromkeys(line for line in lines if line))
+    return joined if len(joined) <= MAX_WARNING_CHARS else joined[: MAX_WARNING_CHARS - 1] + "\u2026"
+
+
+# libjpeg (and libpng, libtiff, OpenCV's own log) print warnings to the C stderr, file descriptor 2,
+# where Python cannot see them. Decoding redirects descriptor 2 into a temporary file meanwhile; the
+# lock keeps two threads of one process from swapping the descriptor under each other (anything
+# another thread prints to descriptor 2 during a decode lands in that decode's warning).
+_STDERR_LOCK = threading.Lock()
+_SINK: dict = {"pid": None, "file": None}
+
+
+def _sink_fd() -> int:
+    # One file per process: after a fork the child would share the parent's file offset.
+    if _SINK["pid"] != os.getpid():
+        _SINK["file"] = tempfile.TemporaryFile()
+        _SINK["pid"] = os.getpid()
+    return _SINK["file"].fileno()
+
+
+def _imdecode_with_messages(data: bytes) -> tuple[np.ndarray | None, str]:
+    """cv2.imdecode, with what the codec libraries printed to stderr while it ran."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    with _STDERR_LOCK:
+        try:
+            sink = _sink_fd()
+            saved = os.dup(2)
+        except OSError:  # no descriptor 2 to redirect (a detached process): decode without capture
+            return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED), ""
+        try:
+            try:
+                if sys.stderr is not None:
+                    sys.stderr.flush()  # Python's pending output goes where it was meant to
+            except (OSError, ValueError):
+                pass
+            os.ftruncate(sink, 0)
+            os.lseek(sink, 0, os.SEEK_SET)
+            os.dup2(sink, 2)
+            try:
+                image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        os.lseek(sink, 0, os.SEEK_SET)
+        text = os.read(sink, 4 * MAX_WARNING_CHARS).decode("utf-8", "replace")
+    return image, _tidy_warning(text)
+
+
+def _tiff_entries(data: bytes) -> tuple[str, dict[int, tuple[int, bytes]]] | None:
+    """The first IFD of a TIFF as {tag: (field type, value bytes)}, for the field types read here."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    endian = "<" if data[:2] == b"II" else ">"
+    entries = {}
+    try:
+        (offset,) = struct.unpack(endian + "I", data[4:8])
+        (count,) = struct.unpack(endian + "H", data[offset : offset + 2])
+        for i in range(count):
+            entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
+            tag, kind, n = struct.unpack(endian + "HHI", entry[:8])
+            if kind not in _TIFF_TYPE_SIZES:
+                continue
+            length = _TIFF_TYPE_SIZES[kind] * n
+            if length <= 4:
+                value = entry[8 : 8 + length]
+            else:
+                (where,) = struct.unpack(endian + "I", entry[8:12])
+                value = data[where : where + length]
+            if len(value) == length:
+                entries[tag] = (kind, value)
+    except struct.error:
+        return None
+    return endian, entries
+
+
+def tiff_pixel_size_um(data: bytes) -> float:
+    """Pixel side in micrometres from a TIFF's resolution tags, NaN when they do not say.
+
+    XResolution/YResolution (pixels per unit) with ResolutionUnit cm, or inch (the TIFF default)
+    except the 72 and 96 dpi that programs write when they know no size; ImageJ/Fiji files say
+    their unit (micron, nm, mm, ...) in the ImageDescription (``unit=micron``) instead. The mean of
+    the two axes when they differ.
+    """
+    parsed = _tiff_entries(data)
+    if parsed is None:
+        return math.nan
+    endian, tags = parsed
+
+    def per_unit(tag):
+        if tags.get(tag, (0,))[0] != 5:
+            return None
+        numerator, denominator = struct.unpack(endian + "II", tags[tag][1][:8])
+        return numerator / denominator if numerator and denominator else None
+
+    x = per_unit(282)
+    y = per_unit(283) or x
+    if x is None:
+        return math.nan
+    unit = struct.unpack(endian + "H", tags[296][1][:2])[0] if tags.get(296, (0,))[0] == 3 else 2
+    description = tags[270][1].split(b"\0")[0].decode("utf-8", "replace") if tags.get(270, (0,))[0] == 2 else ""
+    microns = None
+    if description.startswith("ImageJ="):
+        named = [line[5:].strip().lower() for line in description.splitlines() if line.startswith("unit=")]
+        if named:
+            microns = _MICRONS_PER_UNIT.get(named[0])
+            if microns is None:  # 'pixel' or a unit that is no length
+                return math.nan
+    if microns is None:
+        if unit == 3:
+            microns = 1e4
+        elif unit == 2 and x not in SCREEN_DPI:
+            microns = 25400.0
+        else:
+            return math.nan
+    return (microns / x + microns / y) / 2
+
+
+def is_dicom(data: bytes, name: str = "") -> bool:
+    """A ``.dcm`` file, or one with the DICOM preamble that is not also a PNG/BMP/TIFF/JPEG."""
+    return name.lower().endswith(".dcm") or (data[128:132] == b"DICM" and header_size(data) is None)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _float(value, default: float = math.nan) -> float:
+    try:
+        return default if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _dicom_pixel_size_um(ds) -> float:
+    """PixelSpacing (mm, row then column; else ImagerPixelSpacing, at the detector, or that of an
+    enhanced file's shared functional groups) in micrometres, the mean of both when they differ."""
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if not spacing:
+        try:
+            spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return math.nan
+    try:
+        values = [float(v) for v in spacing][:2]
+    except TypeError:  # one number instead of two
+        values = [_float(spacing)]
+    except ValueError:
+        return math.nan
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        return math.nan
+    return 1000.0 * sum(values) / len(values)
+
+
+def _decode_dicom(data: bytes, max_pixels: int) -> Decoded:
+    """A single-frame DICOM image as a 2-D array; see config/README.md (dataset, DICOM).
+
+    Grey images: the modality rescale (RescaleSlope, RescaleIntercept) is applied and the values
+    are shifted up by the smallest value the stored bits can give, when that is negative (CT,
+    Hounsfield units from -1024: pixel = HU + 1024), so that they fit uint16 without losing a
+    level; 8-bit images whose values stay within 0..255 stay uint8. Where the rescale gives
+    non-integer values (slope or intercept not whole numbers) or values that do not fit 16 bits,
+    the stored values are kept (shifted to start at 0 when signed) instead. Either way
+    ``pixel * rescale_slope + rescale_intercept`` is the modality value. MONOCHROME1 (white is
+    low) is inverted to MONOCHROME2 within that range (the slope turns negative). RGB, YBR and
+    PALETTE COLOR images become BT.601 luminance. Multi-frame files are quarantined (which frame
+    would be the image is not for ingest to guess).
+    """
+    try:
+        import pydicom
+        from pydicom.pixels import apply_color_lut
+    except ImportError:
+        raise ImageRejected(DICOM_EXTRA_MISSING) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problem = None
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            if "PixelData" not in ds:
+                problem = ("cannot decode: no DICOM image (no integer pixel data: not DICOM, or a report, "
+                           "a structured document, float pixels)")
+            else:
+                rows, cols = int(ds.Rows), int(ds.Columns)
+                frames = int(ds.get("NumberOfFrames") or 1)
+                samples = int(ds.get("SamplesPerPixel") or 1)
+                photometric = str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+                bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+                signed = int(ds.get("PixelRepresentation") or 0) == 1
+                slope = _float(ds.get("RescaleSlope"), 1.0)
+                intercept = _float(ds.get("RescaleIntercept"), 0.0)
+                pixel_size = _dicom_pixel_size_um(ds)
+        except Exception as exc:  # pydicom raises many kinds on a damaged file; each is a quarantine
+            raise ImageRejected(f"cannot decode DICOM: {type(exc).__name__}: {_one_line(exc)}") from None
+        if problem:
+            raise ImageRejected(problem)
+        if rows * cols > max_pixels:
+            raise ImageRejected(f"{rows}x{cols} = {rows * cols} pixels exceeds ingest.max_pixels {max_pixels}")
+        if frames > 1:
+            raise ImageRejected(f"multi-frame DICOM ({frames} frames): ingest takes single images; "
+                                "save each frame as a file of its own")
+        if not 1 <= bits <= 16:
+            raise ImageRejected(f"DICOM BitsStored {bits}: only up to 16 bits per sample are supported")
+        if slope == 0 or not (math.isfinite(slope) and math.isfinite(intercept)):
+            raise ImageRejected(f"DICOM RescaleSlope {slope} / RescaleIntercept {intercept} are not usable")
+        grey = photometric in ("MONOCHROME1", "MONOCHROME2")
+        if not ((samples == 1 and (grey or photometric == "PALETTE COLOR")) or samples == 3):
+            raise ImageRejected(f"unsupported DICOM PhotometricInterpretation {photometric} "
+                                f"with {samples} samples per pixel")
+        try:
+            stored = ds.pixel_array
+            if photometric == "PALETTE COLOR":
+                stored = apply_color_lut(stored, ds)
+        except Exception as exc:
+            raise ImageRejected(f"cannot decode DICOM pixel data: {type(exc).__name__}: {_one_line(exc)}") from None
+    notes = [str(w.message) for w in caught]
+    if stored.shape[:2] != (rows, cols):
+        raise ImageRejected(f"DICOM pixel data of shape {stored.shape} does not match Rows x Columns {rows}x{cols}")
+
+    if stored.ndim == 3:  # RGB (pydicom turns YBR into RGB) or a palette applied
+        if stored.dtype not in (np.uint8, np.uint16):
+            stored = np.clip(stored, 0, 65535).astype(np.uint16)
+        image = cv2.cvtColor(np.ascontiguousarray(stored), cv2.COLOR_RGB2GRAY)
+        converted = "palette" if photometric == "PALETTE COLOR" else "rgb"
+        return Decoded(image, converted, _tidy_warning("\n".join(notes)), pixel_size)
+
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    values = stored.astype(np.int64)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    offset = max(0.0, -ends[0])
+    if slope.is_integer() and intercept.is_integer() and ends[1] + offset <= 65535:
+        values = values * int(slope) + int(intercept) + int(offset)
+        out_slope, out_intercept = 1.0, 0.0 - offset  # 0.0, not -0.0, when nothing is shifted
+        first, last = ends[0] + offset, ends[1] + offset
+    else:  # keep the stored values: rounding to whole modality units would lose levels
+        values = values - low
+        out_slope, out_intercept = slope, intercept + slope * low
+        first, last = 0, high - low
+    if photometric == "MONOCHROME1":
+        values = int(first + last) - values
+        out_slope, out_intercept = -out_slope, out_intercept + out_slope * (first + last)
+    dtype = np.uint8 if bits <= 8 and last <= 255 else np.uint16
+    peak = np.iinfo(dtype).max
+    outside = int(np.count_nonzero((values < 0) | (values > peak)))
+    if outside:
+        notes.append(f"{outside} pixel values outside 0..{peak} (beyond BitsStored {bits}) were clipped")
+    image = np.clip(values, 0, peak).astype(dtype)
+    return Decoded(image, "", _tidy_warning("\n".join(notes)), pixel_size, out_slope, out_intercept)
+
+
+def decode_image(data: bytes, max_pixels: int, name: str = "") -> Decoded:
+    """Decode an image file's bytes (``name``: its file name, for the ``.dcm`` extension) to a 2-D
+    uint8 or uint16 array, with how it was converted and what the decoder warned about.
+
+    Colour becomes ITU-R BT.601 luminance (alpha dropped). A file that decodes with warnings (a
+    JPEG with bytes missing or extra) is kept with the warning; one that does not decode raises
+    ImageRejected with the reason, as do oversized ones (refused from the header, undecoded).
     """
     if not data:
         raise ImageRejected("empty file (0 bytes)")
+    if is_dicom(data, name):
+        decoded = _decode_dicom(data, max_pixels)
+        if decoded.image.size == 0:
+            raise ImageRejected("image has no pixels")
+        return decoded
     size = header_size(data)
     if size and size[0] * size[1] > max_pixels:
         raise ImageRejected(
             f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels exceeds ingest.max_pixels {max_pixels}"
         )
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image, warning = _imdecode_with_messages(data)
     if image is None:
         raise ImageRejected("cannot decode: not an image, or corrupt or truncated")
     if image.dtype not in (np.uint8, np.uint16):
@@ -105,4 +410,14 @@ def decode_grayscale(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
     if image.size > max_pixels:
         # Formats whose header header_size() cannot read are checked after decoding.
         raise ImageRejected(f"{image.shape[0]}x{image.shape[1]} = {image.size} pixels exceeds ingest.max_pixels {max_pixels}")
-    return np.ascontiguousarray(image), converted
+    return Decoded(np.ascontiguousarray(image), converted, warning, tiff_pixel_size_um(data))
+
+
+def decode_grayscale(data: bytes, max_pixels: int, name: str = "") -> tuple[np.ndarray, str]:
+    """Decode an image file's bytes to a 2-D uint8 or uint16 array (see decode_image).
+
+    Returns the image and how it was converted: '' (already grayscale), 'rgb', 'rgba' or
+    'palette' (ITU-R BT.601 luminance, alpha dropped). Raises ImageRejected with the reason otherwise.
+    """
+    decoded = decode_image(data, max_pixels, name)
+    return decoded.image, decoded.converted

@@ -26,6 +26,9 @@ from karyosr.io.atomic import atomic_path
 
 PIXEL_COLUMNS = ("height", "width", "dtype", "pixels")
 SUPPORTED_DTYPES = ("uint8", "uint16")
+# Pixel bytes per Parquet row group at most (one image when it is larger): a reader that goes
+# row group by row group (iter_shard) holds about this much, whatever the size of the shard.
+ROW_GROUP_BYTES = 64 * 2**20
 
 
 def shard_of(image_id: str, n_shards: int) -> int:
@@ -38,11 +41,11 @@ def shard_names(n_shards: int) -> list[str]:
     return [f"{i:03d}" for i in range(n_shards)]
 
 
-def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+def write_table(path: str | os.PathLike, table: pd.DataFrame, row_group_size: int | None = None) -> None:
     """Write a DataFrame to Parquet atomically, with a deterministic byte layout."""
     arrow = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
     with atomic_path(path) as tmp:
-        pq.write_table(arrow, tmp, compression="zstd")
+        pq.write_table(arrow, tmp, compression="zstd", row_group_size=row_group_size)
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -65,7 +68,8 @@ def write_shard(path: str | os.PathLike, meta: pd.DataFrame, images: Sequence[np
     table["dtype"] = [im.dtype.name for im in images]
     table["pixels"] = [np.ascontiguousarray(im).tobytes() for im in images]
     order = np.argsort(table["image_id"].to_numpy(dtype=str), kind="stable")
-    write_table(path, table.iloc[order])
+    largest = max((im.nbytes for im in images), default=1)
+    write_table(path, table.iloc[order], row_group_size=max(1, ROW_GROUP_BYTES // max(largest, 1)))
 
 
 def decode_pixels(table: pd.DataFrame) -> list[np.ndarray]:
@@ -80,6 +84,16 @@ def read_shard(path: str | os.PathLike) -> tuple[pd.DataFrame, list[np.ndarray]]
     table = read_table(path)
     images = decode_pixels(table)
     return table.drop(columns=["pixels"]), images
+
+
+def iter_shard(path: str | os.PathLike):
+    """(row, image) pairs of a shard in shard order, read one Parquet row group at a time, so that
+    memory holds one row group (at most ROW_GROUP_BYTES of pixels, or one image), not the shard."""
+    parquet = pq.ParquetFile(path)
+    for index in range(parquet.num_row_groups):
+        table = parquet.read_row_group(index).to_pandas()
+        for row, image in zip(table.drop(columns=["pixels"]).to_dict("records"), decode_pixels(table)):
+            yield row, image
 
 
 def read_shard_meta(path: str | os.PathLike) -> pd.DataFrame:

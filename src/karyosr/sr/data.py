@@ -28,8 +28,11 @@ class Pairs:
 
 
 def _chromosome_boxes(meta: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
-    """Where crop_filter placed the chromosome inside the padded square; the whole image for HR
-    images crop_filter did not make (the registered tiles of a paired profile)."""
+    """Where crop_filter placed the chromosome inside the padded square, the box of the object in a
+    tile of a whole image (karyosr.dataset.tiles), or the whole image for the registered tiles of a
+    paired profile."""
+    if "object_y0" in meta:
+        return meta[["object_y0", "object_y1", "object_x0", "object_x1"]].to_numpy(int)
     if "pad_top" not in meta:
         return np.tile(np.array([0, shape[0], 0, shape[1]]), (len(meta), 1))
     height = np.round((meta["crop_y1"] - meta["crop_y0"]) * meta["crop_scale"]).to_numpy(int)

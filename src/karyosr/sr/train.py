@@ -13,13 +13,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from karyosr import model_file
+from karyosr import domain, model_file
 from karyosr.engine import (EMA, FitSettings, autocast, config_hash, fit, pick_device, prepare_module,
                             seed_everything, write_history)
+from karyosr.io import shards
 from karyosr.io.images import data_range
 from karyosr.quality import full_reference
 from karyosr.sr import archs
@@ -58,6 +60,17 @@ def warn_if_uncentred(name: str, options: dict, lr_images: np.ndarray) -> None:
         log.warning("%s: the training images' mean grey level is %.2f of the range and the input is not centred; "
                     "set options.input_shift: auto in its sr.models entry unless the network was designed for it",
                     name, mean)
+
+
+def training_domain(hr_shards, train: Pairs) -> dict:
+    """The ``domain`` block of an SR model file: the statistics of the LR training images (what
+    the model takes as input, so what ``karyosr enhance`` compares its inputs with), the dataset
+    names and the LR pixel size (the HR images' ``pixel_size_um`` times the scale) when the HR
+    shards record them."""
+    hr_meta = pd.concat([shards.read_shard_meta(path) for path in hr_shards], ignore_index=True)
+    facts = domain.dataset_facts(hr_meta[hr_meta["image_id"].isin(train.image_ids)])
+    size = facts["pixel_size_um"]
+    return domain.domain_record(train.lr, train.peak, facts["dataset"], None if size is None else size * train.scale)
 
 
 def build_model(model_cfg: dict, scale: int, lr_images: np.ndarray | None = None) -> nn.Module:
@@ -246,5 +259,5 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
         "kind": "sr", "name": model_cfg["name"], "arch": model_cfg["arch"], "scale": train.scale, "options": options,
         "description": description, "input_channels": 1, **model_file.bit_depth(train.peak),
         "profile": profile, "crop": crop, "training": model_cfg, "config_hash": config_hash(settings.config_slice),
-        **model_file.training_summary(result)})
+        "domain": training_domain(hr_shards, train), **model_file.training_summary(result)})
     write_history(out_history, result)

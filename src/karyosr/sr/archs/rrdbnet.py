@@ -32,7 +32,8 @@ from torch import nn
 from karyosr.sr.archs._common import bicubic_up, check_scale, start_at_skip
 from karyosr.weights import unwrap_state_dict
 
-UPSAMPLE_STEPS = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+# x1 (restoration at native size, the noisy-in, clean-out fine-tuning) has no upsampling step.
+UPSAMPLE_STEPS = {1: (), 2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 
 def _scaled_kaiming_(module: nn.Module, factor: float) -> None:
@@ -84,7 +85,7 @@ class RRDBNet(nn.Module):
     """ESRGAN generator.
 
     Args:
-        scale: 2, 3, 4 or 8 (see the module docstring for how x2/x3/x8 map onto the layout).
+        scale: 1 (restoration), 2, 3, 4 or 8 (see the module docstring for how x2/x3/x8 map onto the layout).
         num_in_ch, num_out_ch: image channels (1 for this project; 3 for the public RGB files).
         num_feat, num_block, num_grow_ch: published 64, 23, 32.
         res_scale: residual scaling inside RDBs and RRDBs (published 0.2).

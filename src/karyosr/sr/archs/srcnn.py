@@ -22,7 +22,7 @@ class SRCNN(nn.Module):
     """Bicubic upsampling + SRCNN layers; by default the VDSR-style residual variant.
 
     Args:
-        scale: upsampling factor (2, 3, 4 or 8).
+        scale: upsampling factor (1 for restoration at native size, 2, 3, 4 or 8).
         channels: widths of the first two convolutions (published: 64, 32).
         kernels: kernel sizes of the three convolutions (published: 9, 5, 5); odd sizes only,
             padding is ``k // 2`` so the spatial size is kept.
@@ -40,7 +40,7 @@ class SRCNN(nn.Module):
     to bicubic). Input ``(N, 1, h, w)`` in [0, 1]; output ``(N, 1, h*scale, w*scale)``, not clamped.
     """
 
-    SCALES = (2, 3, 4, 8)
+    SCALES = (1, 2, 3, 4, 8)  # x1: restoration at native size (the skip is the input itself)
 
     def __init__(self, scale: int, channels=(64, 32), kernels=(9, 5, 5), num_in_ch: int = 1, residual: bool = True,
                  input_shift: float = 0.0):

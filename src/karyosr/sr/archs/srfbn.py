@@ -33,7 +33,8 @@ from torch import nn
 
 from karyosr.sr.archs._common import bicubic_up, check_scale, start_at_skip
 
-PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
+# x1 (restoration at native size, not in the paper): 3x3 projections with stride 1.
+PROJECTION = {1: (3, 1, 1), 2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
 
 
 def _conv_prelu(cin: int, cout: int, k: int, stride: int = 1, padding: int | None = None) -> nn.Sequential:

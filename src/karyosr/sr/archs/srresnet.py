@@ -16,7 +16,8 @@ from torch import nn
 
 from karyosr.sr.archs._common import bicubic_up, check_scale
 
-UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+# x1 (restoration at native size) has no upsampling stage.
+UPSAMPLE_STAGES = {1: (), 2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 
 def _norm(num_features: int, batch_norm: bool) -> nn.Module:
@@ -49,7 +50,7 @@ class SRResNet(nn.Module):
     """SRResNet generator.
 
     Args:
-        scale: 2, 3, 4 or 8.
+        scale: 1 (restoration at native size), 2, 3, 4 or 8.
         num_blocks: residual blocks (published: 16).
         num_features: width (published: 64).
         bicubic_residual: predict the difference to the bicubic upsampling instead of the image

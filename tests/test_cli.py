@@ -380,7 +380,8 @@ def dark_model(tmp_path_factory):
     n = 24
     hr = [255 - banded_rod(k % 4, rng) for k in range(n)]
     lr = [cv2.resize(im, (SIZE // SCALE, SIZE // SCALE), interpolation=cv2.INTER_AREA) for im in hr]
-    meta = pd.DataFrame({"image_id": [f"q{i:03d}" for i in range(n)], "split": np.array(["train", "val"])[np.arange(n) % 2]})
+    meta = pd.DataFrame({"image_id": [f"q{i:03d}" for i in range(n)],
+                         "split": np.array(["train", "val"])[np.arange(n) % 2]})
     shards.write_shard(root / "hr.parquet", meta.assign(dataset="qband_test", pixel_size_um=0.05), hr)
     shards.write_shard(root / "lr.parquet", meta.assign(scale=SCALE), lr)
     cfg = validated(degrade={"profiles": [PROFILE]}, classify={"experiments": []}, sr={
@@ -471,7 +472,7 @@ def test_quality_table_with_and_without_references(tmp_path):
     table = pd.read_csv(out).set_index(pd.read_csv(out)["file"].map(lambda f: Path(f).stem))
     assert list(table.columns) == ["file", "height", "width", "niqe", "piqe", "psnr", "ssim", "mse"]
     assert sorted(table.index) == ["r0", "r0_copy", "r1", "r2", "r3"]
-    assert table.loc["r0_copy", "psnr"] == 100 and table.loc["r0_copy", "ssim"] == 1 and table.loc["r0_copy", "mse"] == 0
+    assert tuple(table.loc["r0_copy", ["psnr", "ssim", "mse"]]) == (100, 1, 0)
     mse = ((references["r1"].astype(float) - degraded["r1"]) ** 2).mean()
     assert table.loc["r1", "mse"] == pytest.approx(mse, rel=1e-5)
     assert table.loc["r1", "psnr"] == pytest.approx(10 * np.log10(255**2 / mse), rel=1e-5)

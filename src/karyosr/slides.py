@@ -322,12 +322,15 @@ GAIN_COLUMNS = ["profile", "method", "versus", "groups", "images", "psnr_gain", 
 
 
 def _clustered(values: pd.Series, groups: pd.Series, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """Mean of per-image values and its bootstrap interval resampling whole groups (slides, patients)."""
+    """Mean of per-image values and its bootstrap interval resampling whole groups (slides, patients);
+    no interval (NaN) from a single group, whose images cannot show how much another group varies."""
     from karyosr.classify.metrics import bootstrap_ci  # statistics only where a table needs them
 
     values = values.dropna()
     if not len(values):
         return float("nan"), float("nan"), float("nan")
+    if groups.reindex(values.index).nunique() < 2:
+        return float(values.mean()), float("nan"), float("nan")
     low, high = bootstrap_ci(values.to_numpy(), n_boot, seed, clusters=groups.reindex(values.index).to_numpy())
     return float(values.mean()), low, high
 
@@ -396,6 +399,9 @@ def change_findings(changes: pd.DataFrame, profile: str) -> list[str]:
         for metric, digits in (("niqe", 2), ("piqe", 1)):
             value, low, high = (getattr(row, f"{metric}_{s}") for s in ("change", "ci_low", "ci_high"))
             if pd.isna(value):
+                continue
+            if pd.isna(low):  # one held-out group: the change is reported without a verdict
+                verdicts.append(f"changes {metric.upper()} by {value:+.{digits}f} (one held-out group: no interval)")
                 continue
             word = "lowers" if high < 0 else "raises" if low > 0 else "does not measurably change"
             verdicts.append(f"{word} {metric.upper()} by {describe_difference(value, low, high, '', digits)}")

@@ -20,7 +20,7 @@ tiles = pd.concat([shards.read_table(p, columns=["image_id", "group"]) for p in 
 tiles = tiles.drop_duplicates("image_id")
 groups = tiles.set_index("image_id")["group"]
 findings = slides.registration_findings(pairs) if pairs is not None else []
-findings += sr_findings(per_image, tiles, params.bootstrap)
+findings += sr_findings(per_image, tiles, params.bootstrap, obj="the object" if pairs is None else "the tile")
 gains = slides.gain_table(per_image, groups, params.bootstrap)
 saved = {"sr_methods": methods, "sr_gains": gains, "software": tables.software_versions()}
 set_aside = [shards.read_table(inputs.tile_rejected)] if inputs.tile_rejected else []

@@ -13,8 +13,8 @@ so metrics score inside the object as they do inside a chromosome, and the box o
 the tile, so training patches are placed over it most of the time.
 
 Tiles inherit their image's split, except that a training image of a split with too few groups for
-a validation group (``val_tile_fraction`` in the split manifest) gives that share of its tiles,
-chosen by a hash of the tile id, to validation: never a test group's.
+a validation group (``val_tile_fraction`` in the split manifest) gives that share of its tiles (at
+least one of two or more), chosen by a hash of the tile id, to validation: never a test group's.
 
 Memory: images are read one Parquet row group at a time and scored tile by tile, so a job holds
 one image, its kept tiles and a tile-sized working buffer.
@@ -72,6 +72,16 @@ def object_box(tile: np.ndarray, polarity: str, level: float) -> tuple[int, int,
     return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
 
 
+def convert_bit_depth(image: np.ndarray, bit_depth) -> np.ndarray:
+    """``image`` at 8 or 16 bits (the full range maps onto the full range: x 257 or / 257, rounded);
+    unchanged for ``auto`` or when it already has that depth."""
+    if bit_depth == 16 and image.dtype == np.uint8:
+        return image.astype(np.uint16) * 257
+    if bit_depth == 8 and image.dtype == np.uint16:
+        return np.rint(image / 257.0).astype(np.uint8)
+    return image
+
+
 def cut_image(image: np.ndarray, params: dict) -> tuple[list[tuple[int, int]], list[np.ndarray], list[float], bool]:
     """(corners, tiles, detail scores, padded) of every grid tile of one image, before the detail
     filter; an image smaller than a tile is edge-padded to one tile (the caller checks the policy)."""
@@ -90,6 +100,7 @@ def cut_image(image: np.ndarray, params: dict) -> tuple[list[tuple[int, int]], l
 def tile_image(row: dict, image: np.ndarray, params: dict) -> tuple[list[dict], list[np.ndarray], dict]:
     """Tile rows, kept tiles and the per-image record (with ``reason`` when no tile is kept)."""
     size = int(params["size"])
+    image = convert_bit_depth(image, params.get("bit_depth", "auto"))
     record = {"image_id": row["image_id"], "source": row.get("source"), "group": row["group"], "split": row["split"],
               "height": image.shape[0], "width": image.shape[1], "tiles": 0, "kept": 0, "flat": 0,
               "padded": False, "reason": ""}
@@ -109,14 +120,18 @@ def tile_image(row: dict, image: np.ndarray, params: dict) -> tuple[list[dict], 
                             f"below tiles.min_detail {params['min_detail']}")
         return [], [], record
     polarity, level = object_level(image)
+    ids = {i: f"{row['image_id']}/t{corners[i][0] // size:03d}_{corners[i][1] // size:03d}" for i in keep}
+    validating = set()
     val_fraction = float(row.get("val_tile_fraction") or 0.0)
+    if row["split"] == "train" and val_fraction > 0 and len(keep) >= 2:
+        # the tiles first in the order of a hash of their ids, at least one of every training image
+        count = max(1, round(val_fraction * len(keep)))
+        validating = set(sorted(keep, key=lambda i: hash_fraction(ids[i]))[:count])
     rows = []
     for i in keep:
         y, x = corners[i]
-        tile_id = f"{row['image_id']}/t{y // size:03d}_{x // size:03d}"
-        split = row["split"]
-        if split == "train" and val_fraction > 0 and hash_fraction(tile_id) < val_fraction:
-            split = "val"
+        tile_id = ids[i]
+        split = "val" if i in validating else row["split"]
         y0, y1, x0, x1 = object_box(tiles[i], polarity, level)
         rows.append({"image_id": tile_id, "dataset": row["dataset"], "group": row["group"], "label": pd.NA,
                      "class_name": None, "split": split, "source_id": row["image_id"], "tile_y": y, "tile_x": x,

@@ -107,6 +107,10 @@ def stack(images: Sequence[np.ndarray]) -> np.ndarray:
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ValueError(f"cannot stack images of different sizes: {sorted(shapes)[:4]}")
+    dtypes = {im.dtype.name for im in images}
+    if len(dtypes) > 1:  # np.stack would widen the 8-bit ones, whose peak would then read as 65535
+        raise ValueError(f"cannot stack images of different bit depths ({', '.join(sorted(dtypes))}); for whole "
+                         "images set tiles.bit_depth to 8 or 16 so that every tile has one")
     return np.stack(images) if images else np.zeros((0, 0, 0), dtype=np.uint8)
 
 

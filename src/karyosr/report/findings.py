@@ -17,12 +17,13 @@ def describe_difference(value: float, low: float, high: float, unit: str, digits
             f"{verdict})")
 
 
-def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed: int = 0) -> list[str]:
-    """Per profile, the method with the largest mean PSNR gain over bicubic (inside the chromosome
-    where that was scored), with a bootstrap interval of the per-image gains over test cells (the
-    images of a cell share its staining and blur)."""
+def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed: int = 0,
+                obj: str = "the chromosome") -> list[str]:
+    """Per profile, the method with the largest mean PSNR gain over bicubic (inside ``obj`` where
+    that was scored), with a bootstrap interval of the per-image gains over test cells (the images
+    of a cell, or tiles of a slide, share its staining and blur)."""
     scored_inside = "psnr_fg" in per_image and per_image["psnr_fg"].notna().any()
-    metric, where = ("psnr_fg", " inside the chromosome") if scored_inside else ("psnr", "")
+    metric, where = ("psnr_fg", f" inside {obj}") if scored_inside else ("psnr", "")
     cells = split.set_index("image_id")["group"]
     lines = []
     for profile, rows in per_image.groupby("profile", sort=False):
@@ -32,12 +33,16 @@ def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed:
         gains = psnr.drop(columns="bicubic").sub(psnr["bicubic"], axis=0)
         best = gains.mean().idxmax()
         gain = gains[best].dropna()
-        low, high = metrics.bootstrap_ci(gain.to_numpy(), n_boot, seed,
-                                               clusters=[cells.get(i, i) for i in gain.index])
+        clusters = [cells.get(i, i) for i in gain.index]
         lead = (f"{best} gains most over bicubic" if gain.mean() > 0
                 else f"no method beats bicubic; the closest is {best}")
+        if len(set(clusters)) < 2:  # one test cell or slide: its images say nothing of another's
+            difference = f"{gain.mean():+.2f} dB (one test group: no interval)"
+        else:
+            difference = describe_difference(gain.mean(), *metrics.bootstrap_ci(gain.to_numpy(), n_boot, seed,
+                                                                                clusters=clusters), " dB", 2)
         lines.append(f"{profile}: {lead} in PSNR{where}: {psnr[best].mean():.2f} vs {psnr['bicubic'].mean():.2f} dB, "
-                     + describe_difference(gain.mean(), low, high, " dB", 2) + ".")
+                     + difference + ".")
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,54 @@ def test_shipped_configs_validate(name):
     size = validated["crop_filter"]["target_size"]
     for _, profile in profile_list(validated):
         assert size % profile["scale"] == 0
+
+
+@pytest.mark.parametrize("name", ["metaphase.yaml", "photos.yaml"])
+def test_whole_image_configs_validate(name):
+    validated = validate(yaml.safe_load((ROOT / "config" / name).read_text()))
+    assert validated["classify"]["experiments"] == []
+
+
+def test_readme_example_configs_validate():
+    """Every YAML block of config/README.md that is a whole config (it has a dataset) validates."""
+    import re
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "config/README.md").read_text(), re.S)
+    configs = [yaml.safe_load(block) for block in blocks]
+    configs = [c for c in configs if isinstance(c, dict) and "dataset" in c]
+    assert configs, "config/README.md shows no whole example config"
+    for config in configs:
+        validate(config)
+
+
+def test_images_layout_takes_synthetic_and_restoration_profiles():
+    config = validate({"dataset": {"layout": {"type": "images", "group": "folder"}},
+                       "tiles": {"size": 96},
+                       "degrade": {"profiles": [{"name": "x4", "scale": 4},
+                                                {"name": "restore", "scale": 1, "contrast_loss": [0.1, 0.3]}]},
+                       "sr": {"profiles": ["x4", "restore"]}, "classify": {"experiments": []}})
+    assert [p["scale"] for p in config["degrade"]["profiles"]] == [4, 1]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tiles": {"size": 100}}, "degrade.profiles.0.scale: profile 'x3' has scale 3, which does not divide tiles.size 100"),
+    ({"degrade": {"profiles": [{"name": "x4", "scale": 4, "paired": True}]}},
+     "for synthetic LR made from your images drop paired: true"),
+    ({"degrade": {"profiles": [{"name": "r", "scale": 1, "contrast_loss": 1.0}]}},
+     "degrade.profiles.0.contrast_loss"),
+])
+def test_images_layout_errors_give_the_way_out(change, message):
+    config = {"dataset": {"layout": {"type": "images"}}, "degrade": {"profiles": [{"name": "x3", "scale": 3}]},
+              "sr": {"profiles": []}, "classify": {"experiments": []}, **change}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(config)
+
+
+def test_magnification_series_with_synthetic_profile_points_to_images_layout():
+    config = {"dataset": {"layout": {"type": "magnification_series"}}, "degrade": {"profiles": [{"name": "x4", "scale": 4}]},
+              "sr": {"profiles": []}, "classify": {"experiments": []}}
+    with pytest.raises(ConfigError, match="use dataset.layout.type images"):
+        validate(config)
 
 
 # --------------------------------------------------------------------------- errors

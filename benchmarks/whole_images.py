@@ -365,8 +365,9 @@ def enhance_costs(work: Path) -> pd.DataFrame:
 
 def reference_network(scale: int, width: int, depth: int, shift: float):
     """A plain residual CNN: ``depth`` 3x3 conv + ReLU layers on the centred LR input, a 3x3 conv to
-    scale^2 channels and PixelShuffle (scale 1: one channel), added to the bicubic image (scale 1:
-    to the input itself). He-initialised; the last layer starts small, so training starts at the skip."""
+    scale^2 channels and PixelShuffle (scale 1: one channel), added to the bicubic image (torch's
+    bicubic; scale 1: the input itself). He-initialised; the last layer starts small, so training
+    starts at the skip."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -432,7 +433,7 @@ def train_reference(work: Path, profile: dict, minutes: float, config: dict, see
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
     train_seconds = time.perf_counter() - start
 
@@ -475,10 +476,19 @@ def run_references(work: Path, minutes: dict[str, float], config: dict) -> None:
 def read_references(work: Path) -> tuple[pd.DataFrame, list[dict]]:
     frames = [pd.read_parquet(p) for p in sorted((work / BENCH).glob("reference_*.parquet"))]
     infos = [json.loads(p.read_text()) for p in sorted((work / BENCH).glob("reference_*.json"))]
+    order = {p["name"]: i for i, p in enumerate(PROFILES)}
+    infos.sort(key=lambda info: order.get(info["profile"], len(order)))
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), infos
 
 
 # ------------------------------------------------------------------------------------ the report
+
+
+def ordered(table: pd.DataFrame, profiles: list[str], methods: list[str]) -> pd.DataFrame:
+    """Rows by profile, then method, in config order (anything else last)."""
+    rank = lambda values, order: values.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+    keys = pd.DataFrame({"p": rank(table["profile"], profiles), "m": rank(table["method"], methods)})
+    return table.loc[keys.sort_values(["p", "m"], kind="stable").index].reset_index(drop=True)
 
 
 def summarise(work: Path, label: str, quick: bool = False) -> dict:
@@ -516,7 +526,9 @@ def summarise(work: Path, label: str, quick: bool = False) -> dict:
         "sr": sr.to_dict(orient="records"), "sr_gains_from": gain_source,
         "reference_network": reference_info,
         "whole_quality": {p: t.to_dict(orient="records") for p, t in quality.items()},
-        "enhance_cost": enhance_costs(work).to_dict(orient="records"),
+        "enhance_cost": ordered(enhance_costs(work), profiles,
+                                [*config["upscale"]["methods"], *(m["name"] for m in config["sr"]["models"])])
+        .to_dict(orient="records"),
     }
 
 
@@ -563,7 +575,7 @@ def markdown(result: dict, machine_info: dict) -> str:
               f"{data['photos_ingested']} photos ingested ({data['megapixels_median']} Mpx median), "
               f"{data['photos_quarantined']} quarantined, {data['decoded_with_warning']} decoded with a warning"
               + (f" (e.g. `{data['warning_examples'][0]}`)" if data["warning_examples"] else "") + ". "
-              f"Tiles of 128 px: {data['tiles_kept']} of {data['tiles_cut']} kept "
+              f"Tiles of {result['config']['tiles']['size']} px: {data['tiles_kept']} of {data['tiles_cut']} kept "
               f"(at most {result['config']['tiles']['max_per_image']} per photo, the most detailed), "
               f"{data['tiles_flat_dropped']} dropped as flat background, {data['photos_without_tiles']} photos "
               "without a tile.", ""]

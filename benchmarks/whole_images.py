@@ -8,7 +8,7 @@ report - and a reference network written here in plain torch, trained for a fixe
 training tiles and scored on the same test tiles, to show where the workflow's models stand.
 
     python benchmarks/whole_images.py [--workdir DIR] [--cores 2] [--slides 3] [--photos-per-slide 34]
-        [--size 1840 3264] [--tiles-per-image 16] [--enhance-max-pixels 1000000]
+        [--size 1840 3264] [--tiles-per-image 12] [--enhance-max-pixels 250000]
         [--reference-minutes 6 3] [--quick] [--label NAME] [--collect DIR]
 
 Measures: the workflow's wall time, job time and CPU time per stage and the peak memory (largest
@@ -29,12 +29,17 @@ as recorded there). ``--quick`` is a smoke test of the script: tiny training run
 reference budgets (with ``--slides 3 --photos-per-slide 3 --size 480 640`` it runs in minutes);
 its figures mean nothing, so its label defaults to ``whole_images_quick``.
 
-Sizing (2 shared CPU cores): each learned model trains for 2 x 100 steps of 16 patches of 32 px, one
-core per job (x4: about a minute each; scale 1, where the networks run at full resolution: 2-7
-minutes, the RRDBNet most, its validation passes included). Whole-image enhancement is the
-largest cost: the networks run on every held-out photo at full size at scale 1, so
-``--enhance-max-pixels`` (output pixels per photo; the central crop that fits) bounds it - the
-tables give the measured seconds per output megapixel of each method to size another run by.
+Sizing (2 CPU cores): at scale 1 the networks run at full resolution, so there the RRDBNet costs
+about 10 times what it costs at x4 per output pixel, and everything it does on the scale-1 profile
+(validation passes, inference on the test tiles, whole photos) dominates the run. Each model trains
+for 200 steps of 16 patches of 32 px with one validation pass (one core per job: about a minute at
+x4, 2-6 minutes at scale 1); 12 tiles per photo keep the validation and test tiles (about 140 and
+400) affordable. Whole-image enhancement is the largest cost: every method on each of the ~34
+held-out photos, measured at about 190 CPU s per output megapixel of one photo for the four networks
+together (RRDBNet at scale 1: 120 of them) in the smoke test, so ``--enhance-max-pixels`` (output
+pixels per photo; the central crop that fits) of 500,000 costs roughly half an hour and 4,000,000
+several hours. The tables give the measured seconds per output megapixel of each method to size
+another run by.
 """
 
 from __future__ import annotations
@@ -66,16 +71,17 @@ PROFILES = [
      "jpeg_quality": [75, 90], "contrast_loss": [0.1, 0.3]},
 ]
 BASELINES = ["bicubic", "lanczos", "unsharp"]
-# The small models of config/metaphase.yaml (MSRResNet-style SRResNet; RRDBNet with a bicubic skip),
-# centred inputs, warm-up then cosine annealing; the same settings on both profiles.
+# Two small models that run at full resolution affordably (a scale-1 profile runs every layer at
+# the photo's size: RRDBNet with two blocks cost 170 s per output megapixel on one core there):
+# an MSRResNet-style SRResNet and the VDSR-style SRCNN variant, centred inputs, warm-up then cosine
+# annealing; the same settings on both profiles.
 CENTRED = {"input_shift": "auto"}
 SR_MODELS = [
     {"name": "msrresnet", "arch": "srresnet",
      "options": {"num_blocks": 4, "num_features": 32, "bicubic_residual": True, "batch_norm": False, **CENTRED}},
-    {"name": "rrdb_bicubic", "arch": "esrgan",
-     "options": {"num_feat": 32, "num_block": 2, "num_grow_ch": 16, "bicubic_residual": True, **CENTRED}},
+    {"name": "srcnn", "arch": "srcnn", "options": {**CENTRED}},
 ]
-SR_TRAINING = {"epochs": 2, "steps_per_epoch": 100, "batch_size": 16, "patch_size": 32, "lr": 0.002,
+SR_TRAINING = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "patch_size": 48, "lr": 0.002,
                "warmup_steps": 20}
 QUICK_TRAINING = {"epochs": 1, "steps_per_epoch": 6, "batch_size": 8, "patch_size": 32, "lr": 0.002,
                   "warmup_steps": 0}
@@ -138,9 +144,10 @@ def workflow_config(photos: Path, tiles_per_image: int, max_pixels: int, quick: 
     }
 
 
-def run_workflow(work: Path, config_path: Path, cores: str) -> float:
-    """Run Snakemake on the work folder, its output shown and kept in benchmark/snakemake.log; the
-    wall time. On a failed rule: the error block and the tail of each failed job's log, then exit."""
+def run_workflow(work: Path, config_path: Path, cores: str) -> tuple[float, int]:
+    """Run Snakemake on the work folder, its output shown and kept in benchmark/snakemake.log:
+    (wall seconds, jobs run). On a failed rule: the error block and the tail of each failed job's
+    log, then exit."""
     log_path = work / BENCH / "snakemake.log"
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow/Snakefile"), "--directory",
                str(work), "--configfile", str(config_path), "--cores", str(cores), "--rerun-incomplete"]
@@ -165,7 +172,18 @@ def run_workflow(work: Path, config_path: Path, cores: str) -> float:
             if path.is_file():
                 print(f"--- tail of {job_log}:\n" + "\n".join(path.read_text().splitlines()[-40:]))
         sys.exit(f"the workflow failed after {wall:.0f} s (exit code {code}); full output in {log_path}")
-    return wall
+    return wall, log_path.read_text().count("Finished jobid")
+
+
+def record_invocation(work: Path, wall: float, jobs: int, cores: str, quick: bool) -> None:
+    """Append this invocation to benchmark/run.json; one that found nothing to do is not counted, and
+    a run that needed several invocations (an interrupted one resumed) says so in the tables."""
+    path = work / BENCH / "run.json"
+    runs = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
+    if jobs:
+        runs.append({"wall_seconds": round(wall, 1), "jobs": jobs, "cores": cores, "quick": quick,
+                     "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+    path.write_text(json.dumps({"invocations": runs}, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------- reading the run
@@ -258,7 +276,8 @@ def data_counts(work: Path) -> dict:
         ", ".join(f"{n} {s}" for s, n in by_photo.loc[by_photo["photo_split"] == split, "split"]
                   .value_counts().reindex(["train", "val", "test"]).dropna().astype(int).items())
         for split in per_split.index]
-    warnings = ingest["decode_warning"].fillna("") != "" if "decode_warning" in ingest else pd.Series(False, ingest.index)
+    warnings = (ingest["decode_warning"].fillna("") != "" if "decode_warning" in ingest
+                else pd.Series(False, index=ingest.index))
     return {
         "photos_ingested": len(ingest), "photos_quarantined": len(rejected),
         "decoded_with_warning": int(warnings.sum()),
@@ -396,7 +415,8 @@ def reference_network(scale: int, width: int, depth: int, shift: float):
     return ReferenceSR()
 
 
-def train_reference(work: Path, profile: dict, minutes: float, config: dict, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def train_reference(work: Path, profile: dict, minutes: float, config: dict,
+                    seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Train the reference network on the workflow's training tiles of ``profile`` (HR tiles from
     results/tiles, LR tiles from results/degrade/<profile>, split 'train'; patches placed over the
     object as the workflow's PatchSampler places them) for ``minutes`` on one thread (L1, Adam,
@@ -498,7 +518,10 @@ def summarise(work: Path, label: str, quick: bool = False) -> dict:
     jobs = job_table(work, baselines)
     finished, logged_wall = logged_run(work)
     run_record = work / BENCH / "run.json"
-    recorded = json.loads(run_record.read_text()) if run_record.is_file() else {}
+    invocations = json.loads(run_record.read_text())["invocations"] if run_record.is_file() else []
+    recorded = {"wall_seconds": round(sum(r["wall_seconds"] for r in invocations), 1) if invocations else None,
+                "cores": invocations[-1]["cores"] if invocations else None,
+                "quick": any(r["quick"] for r in invocations)}
     photos_record = work / BENCH / "photos.json"
     photos = json.loads(photos_record.read_text()) if photos_record.is_file() else {}
     reference, reference_info = read_references(work)
@@ -507,15 +530,17 @@ def summarise(work: Path, label: str, quick: bool = False) -> dict:
     git = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
                          text=True).stdout
     return {
-        "label": label, "quick": bool(recorded.get("quick", quick)), "workdir": str(work),
+        "label": label, "quick": recorded["quick"] or quick, "workdir": str(work),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "platform": platform.platform(), "cpu_count": os.cpu_count(),
         "tree_modified": bool(git.strip()),
         "photos": photos,
         "config": {k: config[k] for k in ("shards", "tiles", "split", "degrade", "upscale", "sr", "enhance")},
-        "wall_seconds": recorded.get("wall_seconds") or (None if logged_wall is None else round(logged_wall, 1)),
-        "wall_seconds_from": "measured by this script" if recorded.get("wall_seconds") else "Snakemake logs",
-        "cores": recorded.get("cores"),
+        "wall_seconds": recorded["wall_seconds"] or (None if logged_wall is None else round(logged_wall, 1)),
+        "wall_seconds_from": (("measured by this script" + (f", {len(invocations)} invocations together"
+                                                             if len(invocations) > 1 else ""))
+                              if recorded["wall_seconds"] else "Snakemake logs"),
+        "cores": recorded["cores"],
         "jobs": len(jobs), "jobs_finished_in_logs": finished,
         "job_seconds_total": round(float(jobs["seconds"].sum()), 1),
         "cpu_seconds_total": round(float(jobs["cpu_seconds"].sum()), 1),
@@ -552,9 +577,11 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def markdown(result: dict, machine_info: dict) -> str:
     photos, data = result["photos"], result["data"]
     wall = result["wall_seconds"]
-    lines = [f"# Whole images: generated metaphase photographs through the workflow{' (quick smoke test)' if result['quick'] else ''}",
+    quick = " (quick smoke test: its figures mean nothing)" if result["quick"] else ""
+    changes = " with local changes" if result["tree_modified"] else ""
+    lines = [f"# Whole images: generated metaphase photographs through the workflow{quick}",
              "",
-             f"{result['date']}, commit {machine_info['commit']}{' with local changes' if result['tree_modified'] else ''}, "
+             f"{result['date']}, commit {machine_info['commit']}{changes}, "
              f"{result['cpu_count']} CPUs ({result['platform']}), Snakemake --cores {result['cores'] or '?'}.",
              ""]
     if photos:
@@ -562,10 +589,12 @@ def markdown(result: dict, machine_info: dict) -> str:
         lines += [f"Photos: {photos['photos']} ({params['n_slides']} slides x {params['photos_per_slide']}) of "
                   f"{params['size'][1]} x {params['size'][0]} px ({photos['megapixels_each']} Mpx), "
                   f"{photos['with_spread']} with a metaphase spread, {photos['with_trailing_bytes']} with bytes that "
-                  f"make libjpeg warn; {photos['bytes_total'] / 1e6:.0f} MB of JPEG, generated in {photos['seconds']} s.",
+                  f"make libjpeg warn; {photos['bytes_total'] / 1e6:.1f} MB of JPEG, generated in "
+                  f"{photos['seconds']} s.",
                   ""]
     lines += [f"Workflow: **{_num(wall / 60 if wall else None, 1)} min** wall ({result['wall_seconds_from']}), "
-              f"{result['jobs']} jobs, {result['job_seconds_total']:.0f} s of job time, "
+              f"{result['jobs_finished_in_logs']} jobs ({result['jobs']} with a benchmark file: the tables below), "
+              f"{result['job_seconds_total']:.0f} s of job time, "
               f"{result['cpu_seconds_total']:.0f} CPU s, largest job {_num(result['peak_rss_mb'], 0)} MB RSS.", "",
               "## Time and peak memory per stage", ""]
     lines += _table(["stage", "jobs", "job seconds", "CPU seconds", "peak RSS (MB)", "slowest job"],
@@ -579,13 +608,15 @@ def markdown(result: dict, machine_info: dict) -> str:
               f"(at most {result['config']['tiles']['max_per_image']} per photo, the most detailed), "
               f"{data['tiles_flat_dropped']} dropped as flat background, {data['photos_without_tiles']} photos "
               "without a tile.", ""]
-    lines += _table(["photos' split", "photos", "slides", "tiles cut", "kept", "dropped as flat", "kept tiles by split"],
+    lines += _table(["photos' split", "photos", "slides", "tiles cut", "kept", "dropped as flat",
+                     "kept tiles by split"],
                     [[r["split"], r["photos"], r["slides"], r["tiles_cut"], r["kept"], r["flat_dropped"],
                       r["kept_tiles_by_split"]] for r in data["per_split"]])
     lines += ["## Super-resolution and restoration on the held-out tiles", "",
               "Test tiles of the held-out slide(s); PSNR over the tile and inside the object (the HR tile's object "
               "mask, dilated as in the metrics rule); gain over bicubic (at scale 1: over the degraded input "
-              "unchanged) with its 95 % bootstrap interval over slides (– with one test slide). "
+              "unchanged; Lanczos is not run there) with its 95 % bootstrap interval over slides (– with one test "
+              "slide). "
               f"`{REFERENCE}` is the benchmark's own plain residual CNN on the same tiles. Gains: "
               f"{result['sr_gains_from']}.", ""]
     for profile in dict.fromkeys(r["profile"] for r in result["sr"]):
@@ -648,35 +679,37 @@ def main() -> None:
     parser.add_argument("--photos-per-slide", type=int, default=34)
     parser.add_argument("--size", type=int, nargs=2, default=[1840, 3264], metavar=("H", "W"))
     parser.add_argument("--tiles-per-image", type=int,
-                        help="tiles.max_per_image: the most detailed 128 px tiles kept per photo (16; quick 8)")
+                        help="tiles.max_per_image: the most detailed 128 px tiles kept per photo (12; quick 8)")
     parser.add_argument("--enhance-max-pixels", type=int,
                         help="enhance.max_pixels: output pixels per held-out photo, its central crop beyond "
-                             "(1000000; quick 250000)")
+                             "(250000; quick 250000)")
     parser.add_argument("--reference-minutes", type=float, nargs=2, metavar=("X4", "RESTORE"),
-                        help="training budget of the reference network on x4_bicubic and on restore (6 3; quick 0.3 0.3)")
+                        help="training budget of the reference network on x4_bicubic and on restore "
+                             "(6 3; quick 0.3 0.3)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference network")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: tiny trainings, 0.3-minute reference budgets, label whole_images_quick")
     parser.add_argument("--label", help="result name under benchmarks/results (default whole_images)")
     parser.add_argument("--collect", type=Path, help="summarise a finished run in this folder instead of running")
     args = parser.parse_args()
-    label = args.label or ("whole_images_quick" if args.quick else "whole_images")
-    if args.collect:
-        paths = write_results(summarise(args.collect, label, quick=args.quick))
+    if args.collect:  # a quick run's tables keep the quick label unless told otherwise
+        result = summarise(args.collect, "", quick=args.quick)
+        result["label"] = args.label or ("whole_images_quick" if result["quick"] else "whole_images")
+        paths = write_results(result)
         print(paths[1].read_text())
         return
 
+    label = args.label or ("whole_images_quick" if args.quick else "whole_images")
     work = args.workdir.resolve()
     (work / BENCH).mkdir(parents=True, exist_ok=True)
     make_photos(work, photo_params(args), seed=0)
-    tiles_per_image = args.tiles_per_image or (8 if args.quick else 16)
-    max_pixels = args.enhance_max_pixels or (250_000 if args.quick else 1_000_000)
+    tiles_per_image = args.tiles_per_image or (8 if args.quick else 12)
+    max_pixels = args.enhance_max_pixels or 250_000
     config = workflow_config(work / "photos", tiles_per_image, max_pixels, args.quick)
     config_path = work / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    wall = run_workflow(work, config_path, args.cores)
-    (work / BENCH / "run.json").write_text(json.dumps({"wall_seconds": round(wall, 1), "cores": args.cores,
-                                                          "quick": args.quick}) + "\n")
+    wall, jobs = run_workflow(work, config_path, args.cores)
+    record_invocation(work, wall, jobs, args.cores, args.quick)
     if not args.no_reference:
         minutes = args.reference_minutes or ([0.3, 0.3] if args.quick else [6.0, 3.0])
         run_references(work, dict(zip([p["name"] for p in PROFILES], minutes)), run_config(work))

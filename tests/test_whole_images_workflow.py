@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from karyosr.dataset import photos
+from karyosr.sr.archs import RRDBNet
 from karyosr.io import shards
 from workflow_helpers import snakemake, write_config
 
@@ -31,7 +33,13 @@ TINY_PHOTOS = {
            "models": [{"name": "msrresnet", "arch": "srresnet",
                        "options": {"num_blocks": 1, "num_features": 8, "bicubic_residual": True, "batch_norm": False,
                                    "input_shift": "auto"},
-                       "epochs": 1, "steps_per_epoch": 6, "batch_size": 8, "patch_size": 32, "lr": 0.001}]},
+                       "epochs": 1, "steps_per_epoch": 6, "batch_size": 8, "patch_size": 32, "lr": 0.001},
+                      # the metaphase work's transfer learning: GAN fine-tuning of a published-format
+                      # x4 RRDBNet (3-channel, BasicSR keys), whose trunk also seeds the x1 network
+                      {"name": "esrgan_transfer", "arch": "esrgan", "init_from": "PRETRAINED",
+                       "options": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+                       "pixel_weight": 0.01, "perceptual_weight": 0.0, "gan": {"type": "ragan", "weight": 0.005},
+                       "epochs": 1, "steps_per_epoch": 4, "batch_size": 8, "patch_size": 32, "lr": 0.0001}]},
     "metrics": {"niqe_patch_size": 16},
     "enhance": {"max_pixels": 120_000},
     "classify": {"experiments": [], "bootstrap": 200},
@@ -48,7 +56,12 @@ def run(tmp_path_factory):
     cv2.imwrite(str(raw / "s000/s000_deep.tif"), grey16)
     cv2.imwrite(str(raw / "s001/s001_flat.png"), np.full((128, 160), 170, np.uint8))
     (raw / "s001/s001_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    torch.manual_seed(0)
+    pretrained = RRDBNet(4, num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=4)
+    torch.save({"params_ema": pretrained.state_dict()}, work / "RRDB_tiny_x4.pth")
     config = {**TINY_PHOTOS, "dataset": {**TINY_PHOTOS["dataset"], "source": {"type": "path", "path": str(raw)}}}
+    config["sr"] = {**config["sr"], "models": [{**m, "init_from": str(work / "RRDB_tiny_x4.pth")}
+                                               if m.get("init_from") else m for m in config["sr"]["models"]]}
     write_config(work, config)
     snakemake(work, "--configfile", str(work / "config.yaml"))
     return work
@@ -87,7 +100,8 @@ def test_both_profiles_trained_and_scored_with_a_reference(run):
     summary = shards.read_table(run / "results/metrics/summary.parquet")
     assert set(zip(summary["profile"], summary["method"])) == {
         ("x4_bicubic", "nearest"), ("x4_bicubic", "bicubic"), ("x4_bicubic", "msrresnet"),
-        ("restore", "bicubic"), ("restore", "msrresnet")}
+        ("x4_bicubic", "esrgan_transfer"), ("restore", "bicubic"), ("restore", "msrresnet"),
+        ("restore", "esrgan_transfer")}
     assert summary["psnr_fg_mean"].notna().all()
     restored = shards.read_table(run / "results/degrade/restore/manifest.parquet")
     assert (restored["height"] == 32).all() and (restored["scale"] == 1).all()
@@ -105,8 +119,15 @@ def test_held_out_originals_enhanced_whole_and_scored_before_and_after(run):
     assert (enlarged["height"] == 4 * capture["height"]).all()
     assert (capture["height"] * capture["width"] * 16 <= 120_000).all()
     restore = shards.read_table(run / "results/enhance/restore/quality.parquet")
-    assert set(restore["method"]) == {"capture", "bicubic", "msrresnet"}
+    assert set(restore["method"]) == {"capture", "bicubic", "msrresnet", "esrgan_transfer"}
     assert restore[["niqe", "piqe"]].notna().all().all()
+
+
+def test_transfer_learning_from_a_published_x4_file_on_both_profiles(run):
+    for profile in ("x4_bicubic", "restore"):
+        log = (run / f"results/logs/train_sr/esrgan_transfer/{profile}.log").read_text()
+        assert "initialised esrgan_transfer from" in log
+        assert "train_adversarial" in pd.read_parquet(run / f"results/models/esrgan_transfer/{profile}/history.parquet").columns
 
 
 def test_report_shows_the_before_after_table_box_plots_and_caveat(run):

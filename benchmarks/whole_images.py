@@ -67,8 +67,12 @@ BENCH = "benchmark"  # the benchmark's own records inside the work folder
 REFERENCE = "reference_cnn"  # the reference network's method name in the tables
 PROFILES = [
     {"name": "x4_bicubic", "scale": 4, "kernel": "bicubic"},
-    {"name": "restore", "scale": 1, "blur_sigma": [0.8, 1.6], "noise": "gaussian", "noise_sigma": [2, 6],
-     "jpeg_quality": [75, 90], "contrast_loss": [0.1, 0.3]},
+    # Every degradation's range starts at (almost) none: a restoration network that only ever saw
+    # degraded inputs sharpens and stretches a clean photo too (with blur 0.8-1.6, noise 2-6 and
+    # contrast loss 0.1-0.3 every time, MSRResNet raised the held-out photos' NIQE by 4.7 and PIQE by
+    # 45: results/whole_images_restore_always_degraded.md).
+    {"name": "restore", "scale": 1, "blur_sigma": [0, 1.2], "noise": "gaussian", "noise_sigma": [0, 4],
+     "jpeg_quality": [75, 95], "contrast_loss": [0, 0.2]},
 ]
 BASELINES = ["bicubic", "lanczos", "unsharp"]
 # Two small models that run at full resolution affordably (a scale-1 profile runs every layer at
@@ -473,7 +477,7 @@ def train_reference(work: Path, profile: dict, minutes: float, config: dict,
     scores = score(test.hr, sr, config["metrics"], masks)
     per_tile = pd.concat([pd.DataFrame({"image_id": test.image_ids, "profile": profile["name"], "method": REFERENCE}),
                           scores], axis=1).assign(train_seconds=round(train_seconds, 1))
-    info = {"profile": profile["name"], "scale": scale, **spec, "parameters": sum(p.numel() for p in net.parameters()),
+    info = {"profile": profile["name"], "definition": profile, "minutes": minutes, "scale": scale, **spec, "parameters": sum(p.numel() for p in net.parameters()),
             "input_shift": round(shift, 4), "minutes_budget": minutes, "train_seconds": round(train_seconds, 1),
             "steps": step, "patches_per_second": round(step * spec["batch"] / max(train_seconds, 1e-9), 1),
             "train_tiles": len(train.hr), "test_tiles": len(test.hr),
@@ -484,7 +488,16 @@ def train_reference(work: Path, profile: dict, minutes: float, config: dict,
 
 
 def run_references(work: Path, minutes: dict[str, float], config: dict) -> None:
+    """Train and score the reference network per profile; one already trained on the same profile
+    definition with the same budget in this work folder is kept (a rerun after a change to the
+    other profile retrains only that one, as Snakemake reruns only its jobs)."""
     for profile in PROFILES:
+        done = work / BENCH / f"reference_{profile['name']}.json"
+        if done.is_file():
+            previous = json.loads(done.read_text())
+            if previous.get("definition") == profile and previous.get("minutes") == minutes[profile["name"]]:
+                print(f"reference network, {profile['name']}: kept from {done}")
+                continue
         per_tile, info = train_reference(work, profile, minutes[profile["name"]], config)
         (work / BENCH).mkdir(parents=True, exist_ok=True)
         per_tile.to_parquet(work / BENCH / f"reference_{profile['name']}.parquet", index=False)

@@ -152,3 +152,35 @@ def test_uncentred_input_on_bright_images_is_warned_about(caplog):
         sr_train.warn_if_uncentred("srcnn_vdsr", sr_train.resolve_options({"input_shift": "auto"}, rods.lr), rods.lr)
         sr_train.warn_if_uncentred("srcnn_vdsr", {}, 255 - rods.lr)  # bright rods on black
     assert caplog.text == ""
+
+
+def test_checkpoint_is_not_resumed_on_other_training_data(tmp_path, caplog):
+    """A rerun after the data changed upstream (a degradation profile edited: train_sr reruns with
+    the same model config) trains afresh instead of resuming the finished checkpoint."""
+    import logging
+
+    import pandas as pd
+
+    from karyosr.io import shards
+
+    cfg = model_settings({"device": "cpu"}, name="srcnn", arch="srcnn", options={"channels": [8, 4]}, batch_size=4,
+                         patch_size=16, epochs=1, steps_per_epoch=3)
+
+    def write(pairs: Pairs, noise: int) -> tuple[Path, Path]:
+        ids = pairs.image_ids
+        meta = pd.DataFrame({"image_id": ids, "dataset": "toy", "group": ids,
+                             "label": pd.array([pd.NA] * len(ids), "Int8"), "class_name": None,
+                             "split": ["train", "val"] * (len(ids) // 2)})
+        lr = [np.clip(im.astype(int) + noise, 0, 255).astype(np.uint8) for im in pairs.lr]
+        shards.write_shard(tmp_path / f"hr{noise}.parquet", meta, list(pairs.hr))
+        shards.write_shard(tmp_path / f"lr{noise}.parquet", meta.assign(profile="toy", scale=4), lr)
+        return tmp_path / f"hr{noise}.parquet", tmp_path / f"lr{noise}.parquet"
+
+    pairs = toy_pairs(8, 0)
+    for noise, resumed in ((0, False), (0, True), (9, False)):
+        hr, lr = write(pairs, noise)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="karyosr.engine"):
+            sr_train.run([hr], [lr], cfg, 0, tmp_path / "model.safetensors", tmp_path / "history.parquet",
+                         tmp_path / "checkpoints")
+        assert ("resuming from" in caplog.text) == resumed, (noise, caplog.text)

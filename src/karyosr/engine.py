@@ -82,6 +82,17 @@ def config_hash(config_slice: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def data_hash(*arrays: np.ndarray) -> str:
+    """Fingerprint of the training data (shapes, types and bytes): with the config slice it keeps a
+    checkpoint from resuming on other data, e.g. after a degradation profile changed upstream."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
 class EMA:
     """Exponential moving average of a model's weights (used for GAN generators)."""
 

@@ -18,8 +18,8 @@ from karyosr.classify.augment import augment
 from karyosr.classify.inputs import load_split, parse_input, scale_of
 from karyosr.classify.predict import infer
 from karyosr.classify.supernet import build_classifier
-from karyosr.engine import (FitSettings, autocast, config_hash, fit, pick_device, prepare_module, seed_everything,
-                            write_history)
+from karyosr.engine import (FitSettings, autocast, config_hash, data_hash, fit, pick_device, prepare_module,
+                            seed_everything, write_history)
 from karyosr.io import shards
 from karyosr.io.images import data_range
 from karyosr.labels import CLASS_NAMES
@@ -128,7 +128,8 @@ def fit_classifier(experiment: dict, model: nn.Module, train: tuple[np.ndarray, 
     total = experiment["epochs"] * task.steps_per_epoch
     plateau = experiment["lr_schedule"] == "plateau"
     settings = FitSettings(epochs=experiment["epochs"], steps_per_epoch=task.steps_per_epoch,
-                           checkpoint_dir=Path(checkpoint_dir), config_slice={"experiment": experiment, "seed": seed},
+                           checkpoint_dir=Path(checkpoint_dir),
+                           config_slice={"experiment": experiment, "seed": seed, "data": data_hash(*train, *val)},
                            select_by="val_accuracy", patience=experiment["patience"],
                            schedule="constant" if plateau else experiment["lr_schedule"],
                            warmup_steps=round(experiment["warmup_fraction"] * total),

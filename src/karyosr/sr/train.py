@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from karyosr import domain, model_file
-from karyosr.engine import (EMA, FitSettings, autocast, config_hash, fit, pick_device, prepare_module,
+from karyosr.engine import (EMA, FitSettings, autocast, config_hash, data_hash, fit, pick_device, prepare_module,
                             seed_everything, write_history)
 from karyosr.io import shards
 from karyosr.io.images import data_range
@@ -250,7 +250,8 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
              device, len(train.hr), len(val.hr), count_parameters(model))
     settings = FitSettings(
         epochs=model_cfg["epochs"], steps_per_epoch=model_cfg["steps_per_epoch"],
-        checkpoint_dir=Path(checkpoint_dir), config_slice={"model": model_cfg, "seed": seed},
+        checkpoint_dir=Path(checkpoint_dir),
+        config_slice={"model": model_cfg, "seed": seed, "data": data_hash(train.hr, train.lr, val.hr, val.lr)},
         checkpoint_every=model_cfg["checkpoint_every"], select_by=model_cfg["select_by"],
         schedule=model_cfg["lr_schedule"], warmup_steps=model_cfg["warmup_steps"],
     )

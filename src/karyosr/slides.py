@@ -44,7 +44,8 @@ QUALITY_COLUMNS = ["image_id", "group", "slide", "magnification", "method", "pro
 CAPTURE = "capture"
 
 
-def captures_to_enhance(meta: pd.DataFrame, pairs: pd.DataFrame | None, splits: dict[str, str], scale: int) -> list[int]:
+def captures_to_enhance(meta: pd.DataFrame, pairs: pd.DataFrame | None, splits: dict[str, str],
+                        scale: int) -> list[int]:
     """Row positions in ``meta`` of the test-split images to enhance: every one for a folder of whole
     images (``pairs`` None), else the captures that are the low side of an accepted pair whose
     nominal ratio is ``scale`` (the images a model of that paired profile was trained to enlarge).

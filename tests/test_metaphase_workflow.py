@@ -169,7 +169,7 @@ def test_report_of_the_whole_image_path(run):
     assert page.count("data:image/png;base64") >= 3
     summary = (work / "results/report/summary.md").read_text()
     assert "Registration: " in summary and "pairs of captures accepted" in summary
-    assert "before enhancement: NIQE" in summary
+    assert "held-out whole images" in summary and "after minus before" in summary
     table = shards.read_table(work / "results/report/tables/whole_quality_real_x4.parquet")
     assert table["method"].iloc[0] == slides.CAPTURE and len(table) == 4
     rejected = shards.read_table(work / "results/report/tables/rejected.parquet")

@@ -417,14 +417,3 @@ def tile_summary(counts: pd.DataFrame) -> pd.DataFrame:
         images=("image_id", "size"), groups=("group", "nunique"), tiles=("tiles", "sum"), kept=("kept", "sum"),
         flat_dropped=("flat", "sum"), padded=("padded", "sum"), without_tiles=("no_tile", "sum"))
     return table.reindex([s for s in ("train", "val", "test") if s in table.index]).reset_index()
-
-
-def quality_findings(summary: pd.DataFrame, profile: str) -> list[str]:
-    """Mean NIQE and PIQE of the whole captures after each method against before (lower is better)."""
-    if CAPTURE not in set(summary["method"]) or len(summary) < 2:
-        return []
-    before = summary.set_index("method").loc[CAPTURE]
-    changes = [f"{row.method} NIQE {row.niqe:.2f} ({row.niqe - before.niqe:+.2f}), PIQE {row.piqe:.1f} "
-               f"({row.piqe - before.piqe:+.1f})" for row in summary.itertuples() if row.method != CAPTURE]
-    return [f"{profile}, whole test captures ({int(before.images)}) before enhancement: NIQE {before.niqe:.2f}, "
-            f"PIQE {before.piqe:.1f}; after: " + "; ".join(changes) + " (lower is better)."]

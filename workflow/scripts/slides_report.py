@@ -37,6 +37,7 @@ if pairs is not None:
                  saved["registration"])]
     reference_text = ("Each method against the registered high-magnification view, on the LR/HR tiles of the test "
                       "slides")
+    reference_title, whole_title, figure_title = "Super-resolution on registered pairs", "Whole captures", "Slides"
 else:
     counts = shards.read_table(inputs.tile_counts[0])
     saved["tiles"] = slides.tile_summary(counts)
@@ -46,6 +47,8 @@ else:
                  "reason, in the table of set-aside inputs).", saved["tiles"])]
     reference_text = ("Each method against the HR tile its LR tile was made from, on the tiles of the held-out (test) "
                       "groups")
+    reference_title, whole_title, figure_title = ("Super-resolution with a reference", "Whole images",
+                                                  "Held-out images")
     findings.insert(0, f"Tiles: {int(counts['kept'].sum())} of {int(counts['tiles'].sum())} tiles of "
                        f"{len(counts)} images kept, {int(counts['flat'].sum())} dropped as flat background, "
                        f"{int((counts['kept'] == 0).sum())} images without a tile.")
@@ -58,7 +61,7 @@ for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, i
     findings += slides.change_findings(changes, profile)
     figures.no_reference_boxplots({m: quality[quality["method"] == m] for m in summary["method"]}, profile, boxes)
     sections += [
-        (f"Super-resolution with a reference, {profile}",
+        (f"{reference_title}, {profile}",
          f"{reference_text}: mean ± standard deviation; % change of PSNR and SSIM over bicubic. Best value of each "
          "column in bold.", tables.comparison(methods, profile)),
         (f"Gain over bicubic and Lanczos, {profile}",
@@ -67,7 +70,7 @@ for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, i
          gains[gains["profile"] == profile].drop(columns="profile")),
         (f"No-reference quality of the tiles, {profile}", "NIQE and PIQE per method and for the HR tiles; lower is "
          "better. " + slides.NO_REFERENCE_CAVEAT, tile_quality),
-        (f"Whole images before and after enhancement, {profile}",
+        (f"{whole_title} before and after enhancement, {profile}",
          "NIQE (against the pristine model of this run) and PIQE of every held-out whole image at its native size "
          "('capture'; its central crop beyond enhance.max_pixels) and after each method enhanced it whole, in "
          "seamless tiles: mean and standard deviation; lower is better. No HR reference exists for these images. "
@@ -75,8 +78,8 @@ for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, i
         (f"Change of NIQE and PIQE per method, {profile}",
          "After minus before per image (negative: lower, i.e. better by the score), mean with a 95 % bootstrap "
          "interval over groups.", changes),
-        (f"Whole images: NIQE and PIQE per method, {profile}", "One box per method over the held-out images.", boxes),
-        (f"Held-out images, {profile}", "Per held-out image: the image, the region with most structure at its "
+        (f"{whole_title}: NIQE and PIQE per method, {profile}", "One box per method over the held-out images.", boxes),
+        (f"{figure_title}, {profile}", "Per held-out image: the image, the region with most structure at its "
          "native pixels, before (pixels enlarged) and after each method." if pairs is None else
          "Per test capture: the views found in it, the registration difference, and a region never photographed at "
          "high magnification before and after each method.", figure),

@@ -120,7 +120,9 @@ def test_held_out_originals_enhanced_whole_and_scored_before_and_after(run):
     assert (capture["height"] * capture["width"] * 16 <= 120_000).all()
     restore = shards.read_table(run / "results/enhance/restore/quality.parquet")
     assert set(restore["method"]) == {"capture", "bicubic", "msrresnet", "esrgan_transfer"}
-    assert restore[["niqe", "piqe"]].notna().all().all()
+    assert restore[["niqe", "piqe"]].loc[restore["method"] == "capture"].notna().all().all()
+    # a method's output NIQE cannot score (a barely trained GAN's flat image) keeps the reason
+    assert (restore["niqe"].notna() | (restore["niqe_error"] != "")).all() and restore["piqe"].notna().all()
 
 
 def test_transfer_learning_from_a_published_x4_file_on_both_profiles(run):

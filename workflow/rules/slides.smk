@@ -50,6 +50,8 @@ rule whole_quality:
         "results/benchmarks/enhance/{profile}/quality.tsv"
     conda:
         "../../envs/core.yaml"
+    resources:
+        mem_mb=ENHANCED_IMAGE_MB,
     params:
         methods=lambda wc: methods_for(wc.profile),
     script:
@@ -74,6 +76,8 @@ rule slide_figure:
         "results/benchmarks/report/slides_{profile}.tsv"
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=ENHANCED_IMAGE_MB,
     params:
         methods=lambda wc: methods_for(wc.profile),
         scale=lambda wc: PROFILES[wc.profile]["scale"],

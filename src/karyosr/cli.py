@@ -347,9 +347,13 @@ def cmd_info(args) -> int:
 
 # --------------------------------------------------------------------------- quality
 
-# SSIM as the workflow's metrics rule computes it by default (Wang et al. 2004, the schema's defaults).
-SSIM_PARAMS = {"ssim_window": 11, "ssim_sigma": 1.5, "ssim_k1": 0.01, "ssim_k2": 0.03}
-NIQE_SHARPNESS_THRESHOLD = 0.75  # metrics.niqe_sharpness_threshold's default
+def metrics_defaults() -> dict:
+    """The workflow's ``metrics`` settings at their schema defaults (SSIM window and constants, NIQE's
+    sharpness threshold): the quality command scores as the metrics rule does by default."""
+    from karyosr.config import load_schema
+
+    keys = load_schema()["properties"]["metrics"]["properties"]
+    return {name: spec["default"] for name, spec in keys.items() if "default" in spec}
 
 
 def _references(folder: str, max_pixels: int) -> tuple[dict[str, list[Path]], dict[Path, object]]:
@@ -371,7 +375,7 @@ def _references(folder: str, max_pixels: int) -> tuple[dict[str, list[Path]], di
     return by_stem, decoded
 
 
-def _pristine(args, decoded: dict):
+def _pristine(args, decoded: dict, metrics: dict):
     """The NIQE pristine model: --niqe-model, else fitted on the readable reference images, else
     None (with the reason on stderr)."""
     from karyosr.quality import niqe
@@ -388,7 +392,7 @@ def _pristine(args, decoded: dict):
     images = [image for image in decoded.values() if not isinstance(image, Exception)]
     try:
         mu, cov = niqe.fit_pristine(images, patch_size=args.niqe_patch_size,
-                                    sharpness_threshold=NIQE_SHARPNESS_THRESHOLD)
+                                    sharpness_threshold=metrics["niqe_sharpness_threshold"])
         return niqe.PristineModel(mu, cov, "paper", args.niqe_patch_size)
     except ValueError as exc:
         print(f"karyosr quality: note: cannot fit NIQE's pristine model on the reference images ({exc}): "
@@ -429,7 +433,8 @@ def cmd_quality(args) -> int:
     if args.output and Path(args.output).resolve() in {item.path.resolve() for item in items}:
         raise UsageError(f"-o {args.output}: is one of the input files")
     by_stem, decoded = _references(args.reference, args.max_pixels) if args.reference else ({}, {})
-    pristine = _pristine(args, decoded)
+    metrics = metrics_defaults()
+    pristine = _pristine(args, decoded, metrics)
     progress = Progress("quality", len(items), args.quiet)
     rows = []
     for item in items:
@@ -440,7 +445,7 @@ def cmd_quality(args) -> int:
                    "niqe": np.nan, "piqe": np.nan}
             if args.reference:
                 reference = _reference_of(item.path, image, args, by_stem, decoded)
-                scores = score(reference[None], image[None], SSIM_PARAMS, np.ones((1,) + image.shape, bool))
+                scores = score(reference[None], image[None], metrics, np.ones((1,) + image.shape, bool))
                 row.update(scores[["psnr", "ssim", "mse"]].iloc[0].to_dict())
         except (OSError, ValueError) as exc:
             failures.add(item.path, str(exc))

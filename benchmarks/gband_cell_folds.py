@@ -96,8 +96,7 @@ def summarise(predictions: pd.DataFrame, seed: int) -> dict:
     from karyosr.classify.metrics import bootstrap_ci, run_summary
     from karyosr.config import validate
 
-    confidence = validate({})["classify"]["flag_confidence"]
-    decoded, _ = decode(predictions.drop(columns=["fold", "seconds"]), confidence)
+    decoded, _ = decode(predictions.drop(columns=["fold", "seconds"]), validate({})["classify"])
     summary = run_summary(decoded, N_BOOT).set_index("experiment")
     predictions = predictions.assign(correct=predictions["predicted"] == predictions["label"],
                                      decoded_correct=decoded["predicted_decoded"] == decoded["label"])

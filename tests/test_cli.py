@@ -350,7 +350,10 @@ def test_classify_writes_top3_and_skips_rejected_images(trained, tmp_path):
     # The same as prepare_input + infer in the package.
     model, meta = predict.load_classifier(trained["paths"]["dcnn_hr"])
     image = prepare_input(cv2.imread(str(folder / "a.png"), cv2.IMREAD_UNCHANGED), meta)
-    probabilities, _ = predict.infer(model, image[None], 255.0, torch.device("cpu"), bf16=False)
+    calibrated = meta["calibration"]  # fitted on the validation split by train_classifier
+    assert calibrated["val_images"] == 12 and calibrated["val_nll_after"] <= calibrated["val_nll_before"] + 1e-4
+    probabilities, _ = predict.infer(model, image[None], 255.0, torch.device("cpu"), bf16=False,
+                                     temperature=calibrated["temperature"])
     assert table["predicted"][0] == CLASS_NAMES[int(probabilities.argmax())]
     assert table["predicted_probability"][0] == pytest.approx(float(probabilities.max()), abs=1e-5)
 
@@ -364,7 +367,11 @@ def test_classify_super_network_on_lr_images_with_cell_decoding(trained, tmp_pat
     assert len(table) == 8 and {"cell", "decoded"} <= set(table.columns)
     assert set(table["decoded"]) <= set(CLASS_NAMES)
     assert table["cell"].nunique() == 2
-    assert "cell " in result.stderr and "4 chromosomes (expected 46)" in result.stderr
+    # four images of a cell: the count is reported, and flagged only for cells said to be complete
+    assert "cell " in result.stderr and "4 chromosomes, " in result.stderr and "flagged" not in result.stderr
+    complete = run_cli("classify", trained["paths"]["super_dcnn"], tmp_path / "cells", "--cell-decode",
+                       "--complete-cells")
+    assert complete.stderr.count("flagged: 4 chromosomes (expected 46)") == 2
 
 
 # --------------------------------------------------------------------------- domains and quality

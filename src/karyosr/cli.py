@@ -277,7 +277,7 @@ def cmd_classify(args) -> int:
         for members in groups.values():
             stack = np.stack([image for _, image in members])
             p, _ = predict.infer(model, stack, data_range(stack.dtype), device, bf16=not args.fp32, tta=bool(meta["tta"]),
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, temperature=predict.temperature_of(meta))
             for (item, _), row in zip(members, p):
                 done.append(item)
                 probabilities.append(row)
@@ -293,7 +293,9 @@ def cmd_classify(args) -> int:
         table["cell"] = [str(item.path.parent) for item in done]
         decoded, cells = karyotype.decode(pd.DataFrame({
             "experiment": meta["name"], "seed": 0, "cell": table["cell"], "predicted": top[:, 0],
-            "probabilities": list(probabilities)}), args.flag_confidence)
+            "probabilities": list(probabilities)}),
+            {"flag_likelihood_ratio": args.flag_likelihood_ratio or schema_defaults("classify")["flag_likelihood_ratio"],
+             "complete_cells": args.complete_cells})
         table["decoded"] = [names[k] for k in decoded["predicted_decoded"]]
         cells = cells.drop(columns=["experiment", "seed"])
     text = table.to_csv(index=False)
@@ -307,8 +309,12 @@ def cmd_classify(args) -> int:
     if cells is not None and not args.quiet:
         for cell in cells.itertuples():
             flag = f"; flagged: {cell.reason}" if cell.flagged else ""
+            # Decoding that moves many labels is the classifier disagreeing with a normal karyotype,
+            # not a correction: its labels and sex call are then no evidence either way.
+            doubt = (f" (more than a quarter: this cell's labels and sex call are not reliable)"
+                     if cell.relabelled > cell.chromosomes / 4 else "")
             print(f"karyosr classify: cell {cell.cell}: {cell.chromosomes} chromosomes, {cell.sex}, "
-                  f"{cell.relabelled} relabelled by decoding{flag}", file=sys.stderr)
+                  f"{cell.relabelled} relabelled by decoding{doubt}{flag}", file=sys.stderr)
     return failures.report("classify")
 
 
@@ -347,13 +353,13 @@ def cmd_info(args) -> int:
 
 # --------------------------------------------------------------------------- quality
 
-def metrics_defaults() -> dict:
-    """The workflow's ``metrics`` settings at their schema defaults (SSIM window and constants, NIQE's
-    sharpness threshold): the quality command scores as the metrics rule does by default."""
+def schema_defaults(section: str) -> dict:
+    """A config section's keys at their schema defaults: commands default as the workflow does."""
     from karyosr.config import load_schema
 
-    keys = load_schema()["properties"]["metrics"]["properties"]
+    keys = load_schema()["properties"][section]["properties"]
     return {name: spec["default"] for name, spec in keys.items() if "default" in spec}
+
 
 
 def _references(folder: str, max_pixels: int) -> tuple[dict[str, list[Path]], dict[Path, object]]:
@@ -433,7 +439,7 @@ def cmd_quality(args) -> int:
     if args.output and Path(args.output).resolve() in {item.path.resolve() for item in items}:
         raise UsageError(f"-o {args.output}: is one of the input files")
     by_stem, decoded = _references(args.reference, args.max_pixels) if args.reference else ({}, {})
-    metrics = metrics_defaults()
+    metrics = schema_defaults("metrics")
     pristine = _pristine(args, decoded, metrics)
     progress = Progress("quality", len(items), args.quiet)
     rows = []
@@ -547,9 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the images of each folder are the chromosomes of one metaphase cell: label them "
                                "jointly as a normal karyotype (column 'decoded'), flag cells that may be "
                                "abnormal (printed, and written to <CSV stem>_cells.csv with -o)")
-    classify.add_argument("--flag-confidence", type=float, default=0.9,
-                          help="with --cell-decode, a prediction at or above this probability counts as confident "
-                               "when flagging cells (classify.flag_confidence; default: 0.9)")
+    classify.add_argument("--flag-likelihood-ratio", type=float,
+                          help="with --cell-decode, flag a cell whose best labelling with one extra copy of a class "
+                               "is at least this many times likelier than a normal one (default: the workflow's "
+                               "classify.flag_likelihood_ratio)")
+    classify.add_argument("--complete-cells", action="store_true",
+                          help="with --cell-decode, every chromosome of each cell is among the inputs: flag cells of "
+                               "fewer than 46 (classify.complete_cells)")
     classify.add_argument("--force", action="store_true",
                           help="also classify images whose crop lies outside the model's training domain (mean "
                                "grey, grey spread, background or polarity); the warning is still printed. Without "

@@ -126,6 +126,6 @@ rule classification_summary:
     params:
         experiments=config["classify"]["experiments"],
         bootstrap=config["classify"]["bootstrap"],
-        decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
+        decoding=CELL_DECODING,
     script:
         "../scripts/classification_summary.py"

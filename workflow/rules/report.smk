@@ -102,7 +102,7 @@ rule report:
         methods=METHODS + list(SR_MODELS),
         experiments=config["classify"]["experiments"],
         bootstrap=config["classify"]["bootstrap"],
-        decoding={k: config["classify"][k] for k in ("cell_decoding", "flag_confidence")},
+        decoding=CELL_DECODING,
     script:
         "../scripts/report.py"
 

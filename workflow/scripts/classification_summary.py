@@ -12,7 +12,7 @@ out, params = snakemake.output, snakemake.params
 experiments = params.experiments
 predictions = shards.concat_tables(snakemake.input.predictions)
 if params.decoding["cell_decoding"]:
-    predictions, cells = karyotype.decode(predictions, params.decoding["flag_confidence"])
+    predictions, cells = karyotype.decode(predictions, params.decoding)
 else:
     cells = pd.DataFrame(columns=karyotype.CELL_COLUMNS)
 predictions = predictions.drop(columns="probabilities")

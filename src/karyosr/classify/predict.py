@@ -1,5 +1,6 @@
-"""Classifier prediction: class probabilities and features of the test images (with test-time
-augmentation), and trained classifiers rebuilt from their model files outside the workflow."""
+"""Classifier prediction: calibrated class probabilities and features of the test images (with
+test-time augmentation), and trained classifiers rebuilt from their model files outside the
+workflow."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from karyosr import model_file
+from karyosr.classify import calibration
 from karyosr.classify.inputs import load_split, scale_of
 from karyosr.classify.supernet import SuperNetwork, build_classifier
 from karyosr.engine import autocast, pick_device
@@ -30,24 +32,32 @@ def _views(x: torch.Tensor, tta: bool) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def infer(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, tta: bool = False,
-          batch_size: int = 128):
-    """Class probabilities (averaged with the mirror image's with ``tta``) and penultimate-layer
-    features (of the image itself) of images."""
+def infer_logits(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, tta: bool = False,
+                 batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of every view (the image, and with ``tta`` its mirror image), (n, views, classes),
+    and penultimate-layer features (of the image itself) of images."""
     model.eval()
     head = model.backbone.classifier if isinstance(model, SuperNetwork) else model.classifier
-    probabilities, features = [], []
+    logits, features = [], []
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start : start + batch_size], peak, device)
         views = []
         for i, view in enumerate(_views(x, tta)):
             with autocast(device, bf16):
                 feats = model.features(view)
-                views.append(torch.softmax(head(feats).float(), 1))
+                views.append(head(feats).float())
             if i == 0:
                 features.append(feats.float().cpu().numpy())
-        probabilities.append(torch.stack(views).mean(0).cpu().numpy())
-    return np.concatenate(probabilities), np.concatenate(features)
+        logits.append(torch.stack(views, dim=1).cpu().numpy())
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def infer(model: nn.Module, images: np.ndarray, peak: float, device, bf16: bool = True, tta: bool = False,
+          batch_size: int = 128, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities at ``temperature`` (averaged over the views, see `infer_logits`) and
+    features of images."""
+    logits, features = infer_logits(model, images, peak, device, bf16, tta, batch_size)
+    return calibration.probabilities(logits, temperature).astype(np.float32), features
 
 
 def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed: int, out_predictions,
@@ -56,9 +66,11 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     device = pick_device(experiment["device"])
     images, labels, ids = load_split(eval_shards, split_manifest, "test")
     model = build_classifier({**experiment, "init_from": None}, scale_of(eval_shards))
-    apply_state_dict(model, model_file.load(model_path).state_dict, model_path)
+    loaded = model_file.load(model_path)
+    apply_state_dict(model, loaded.state_dict, model_path)
     peak = data_range(images.dtype)
-    probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"], experiment["tta"])
+    probabilities, features = infer(model.to(device), images, peak, device, experiment["bf16"], experiment["tta"],
+                                    temperature=temperature_of(loaded.metadata))
     # The metaphase cell of each image: cell decoding labels a cell's chromosomes jointly, and
     # intervals resample whole cells.
     cells = shards.read_table(split_manifest, columns=["image_id", "group"]).set_index("image_id")["group"]
@@ -70,6 +82,12 @@ def run_predict(eval_shards, split_manifest, model_path, experiment: dict, seed:
     shards.write_table(out_features, pd.DataFrame({"image_id": ids, "label": labels,
                                                    "features": list(features.astype(np.float32))}))
     log.info("%s seed %d: test accuracy %.3f", experiment["name"], seed, float((table.label == table.predicted).mean()))
+
+
+def temperature_of(metadata: dict) -> float:
+    """The calibration temperature a classifier file records (1: none, a file from before
+    classifiers were calibrated)."""
+    return float(metadata.get("calibration", {}).get("temperature", 1.0))
 
 
 def load_classifier(path) -> tuple[nn.Module, dict]:

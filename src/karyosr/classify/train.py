@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from karyosr import domain, model_file
-from karyosr.classify import balance
+from karyosr.classify import balance, calibration
 from karyosr.classify.augment import augment
 from karyosr.classify.inputs import load_split, parse_input, scale_of
-from karyosr.classify.predict import infer
+from karyosr.classify.predict import infer, infer_logits
 from karyosr.classify.supernet import build_classifier
 from karyosr.engine import (FitSettings, autocast, config_hash, data_hash, fit, pick_device, prepare_module,
                             seed_everything, write_history)
@@ -157,6 +157,9 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
              experiment["name"], seed, device, len(train[1]), int(train_meta["synthetic"].sum()), len(val_y),
              count_parameters(model))
     result = fit_classifier(experiment, model, train, (val_x, val_y), seed, device, checkpoint_dir, weights)
+    calibrated = calibrate(model, val_x, val_y, device, experiment["bf16"], experiment["tta"])
+    log.info("temperature %.3f fitted on %d validation images: negative log-likelihood %.3f -> %.3f",
+             calibrated["temperature"], len(val_y), calibrated["val_nll_before"], calibrated["val_nll_after"])
     description = f"{experiment['backbone']} classifier on {experiment['input']} images"
     if parse_input(experiment["input"])["kind"] == "super":
         description += f" (SR layers: {archs.describe(model.sr)})"
@@ -173,5 +176,16 @@ def run_train(balanced, eval_shards, split_manifest, experiment: dict, seed: int
         "seed": seed,
         "experiment": {k: v for k, v in experiment.items() if k != "device"},
         "config_hash": config_hash({"experiment": experiment, "seed": seed}), "domain": trained_on,
+        "calibration": calibrated,
         **model_file.training_summary(result)})
     write_history(out_history, result)
+
+
+def calibrate(model: nn.Module, val_x: np.ndarray, val_y: np.ndarray, device, bf16: bool, tta: bool) -> dict:
+    """The temperature fitted on the validation split's logits (see karyosr.classify.calibration)
+    and the validation negative log-likelihood before and after, as the model file records them."""
+    logits, _ = infer_logits(model, val_x, data_range(val_x.dtype), device, bf16, tta)
+    temperature = calibration.fit_temperature(logits, val_y)
+    return {"temperature": round(temperature, 4), "val_images": int(len(val_y)),
+            "val_nll_before": round(calibration.negative_log_likelihood(logits, val_y), 4),
+            "val_nll_after": round(calibration.negative_log_likelihood(logits, val_y, temperature), 4)}

@@ -29,6 +29,8 @@ import pandas as pd
 import yaml
 
 from common import GBAND, REPO, RESULTS, record
+from karyosr.labels import N_CLASSES
+from karyosr.report.tables import percent_text
 
 CROP_SIZE = 48
 PROFILES = {
@@ -143,8 +145,11 @@ def model_times(workdir: Path) -> pd.DataFrame:
 
 
 def _interval(row, metric: str) -> str:
-    return (f"{100 * row[f'{metric}_mean']:.1f} % [{100 * row[f'{metric}_ci_low']:.1f}, "
-            f"{100 * row[f'{metric}_ci_high']:.1f}]")
+    """'80.0 % (4/5) [40.0, 100.0]' as the report shows it (`karyosr.report.tables.percent_text`):
+    X and Y accuracy with their test images, the right ones averaged over seeds."""
+    prefix = metric.split("_")[0]
+    counts = (row[f"{metric}_hits"], row[f"{prefix}_images"]) if prefix in ("x", "y") else ()
+    return percent_text(row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], *counts)
 
 
 def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.DataFrame, comparisons: pd.DataFrame,
@@ -153,14 +158,15 @@ def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.Dat
     size_note = "" if sizes == "cpu" else f", {sizes} network sizes"
     lines = [f"# G-band study, {part} part ({PROFILES[part]['name']}, {CROP_SIZE} px crops{size_note})", "",
              f"Whole workflow run: {seconds / 60:.1f} min.", "", "## Super-resolution (test split)", "",
-             "| method | PSNR (dB) | PSNR inside the chromosome (dB) | SSIM | PSNR vs bicubic (%) | training (s) |",
+             "| method | PSNR (dB) | PSNR inside the chromosome (dB) | SSIM | PSNR vs bicubic (dB) | training (s) |",
              "|---|---|---|---|---|---|"]
     sr_times = times[times["kind"] == "sr"].set_index("model")["seconds"] if len(times) else pd.Series(dtype=float)
     for row in sr.itertuples():
         lines.append(f"| {row.method} | {row.psnr_mean:.2f} | {row.psnr_fg_mean:.2f} | {row.ssim_mean:.4f} | "
-                     f"{row.psnr_gain_pct:+.1f} | {sr_times.get(row.method, float('nan')):.0f} |")
-    lines += ["", "## Classification (test split; mean over seeds and its 95 % t-interval: training variation, "
-              "not test cells)", "",
+                     f"{row.psnr_gain_db:+.2f} | {sr_times.get(row.method, float('nan')):.0f} |")
+    lines += ["", "## Classification (test split; mean over seeds and its 95 % bootstrap interval over test cells and "
+              "seeds; X and Y: (right / test images of the class), the right ones averaged over seeds; chance "
+              f"1/{N_CLASSES} = {100 / N_CLASSES:.1f} %)", "",
               "| experiment | input | balance | accuracy | cell-decoded accuracy | macro-F1 | X accuracy | "
               "Y accuracy | training (s, mean per seed) |", "|---|---|---|---|---|---|---|---|---|"]
     cls_times = (times[times["kind"] == "classifier"].groupby("model")["seconds"].mean() if len(times)
@@ -168,16 +174,19 @@ def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.Dat
     for _, row in over_seeds.iterrows():
         decoded = _interval(row, "accuracy_decoded") if "accuracy_decoded_mean" in row else "-"
         lines.append(f"| {row['experiment']} | {row['input']} | {row['balance']} | {_interval(row, 'accuracy')} | "
-                     f"{decoded} | {row['macro_f1_mean']:.3f} | {_interval(row, 'x_accuracy')} | "
+                     f"{decoded} | {row['macro_f1_mean']:.3f} [{row['macro_f1_ci_low']:.3f}, "
+                     f"{row['macro_f1_ci_high']:.3f}] | {_interval(row, 'x_accuracy')} | "
                      f"{_interval(row, 'y_accuracy')} | {cls_times.get(row['experiment'], float('nan')):.0f} |")
-    lines += ["", "## Comparisons (differences with 95 % bootstrap intervals over test cells and seeds)", "",
+    lines += ["", "## Comparisons (differences with 95 % bootstrap intervals over test cells and seeds; the share of "
+              "the LR-to-HR gap an SR route closes only where both are measured)", "",
               "| comparison | metric | experiment | baseline | difference | interval | share of gap |",
               "|---|---|---|---|---|---|---|"]
     for _, row in comparisons.iterrows():
-        share = row.get("share_of_gap")
+        share = ("" if pd.isna(row["share_of_gap"]) else
+                 f"{row['share_of_gap']:.0%} [{row['share_of_gap_ci_low']:.0%}, {row['share_of_gap_ci_high']:.0%}]")
         lines.append(f"| {row['comparison']} | {row['metric']} | {row['experiment']} | {row['baseline']} | "
                      f"{100 * row['difference']:+.1f} | [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}] | "
-                     + ("" if share is None or pd.isna(share) else f"{share:.0%}") + " |")
+                     f"{share} |")
     return "\n".join(lines) + "\n"
 
 

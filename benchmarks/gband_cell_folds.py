@@ -56,9 +56,10 @@ def run_fold(job: dict) -> pd.DataFrame:
     """Train on a fold's training cells and predict its test cells (one process, one thread)."""
     import torch
 
-    from karyosr.classify.predict import infer
+    from karyosr.classify import calibration
+    from karyosr.classify.predict import infer_logits
     from karyosr.classify.supernet import build_classifier
-    from karyosr.classify.train import fit_classifier
+    from karyosr.classify.train import calibrate, fit_classifier
     from karyosr.config import validate
     from karyosr.engine import seed_everything
     from karyosr.io.images import data_range
@@ -76,12 +77,17 @@ def run_fold(job: dict) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as checkpoints:
         fit_classifier(experiment, model, (images[train], labels[train]), (images[val], labels[val]), job["seed"],
                        torch.device("cpu"), checkpoints)
-    probabilities, _ = infer(model, images[test], data_range(images.dtype), torch.device("cpu"), False,
+    # calibrated on the validation cells, as rule train_classifier does
+    calibrated = calibrate(model, images[val], labels[val], torch.device("cpu"), False, experiment["tta"])
+    logits, _ = infer_logits(model, images[test], data_range(images.dtype), torch.device("cpu"), False,
                              experiment["tta"])
+    probabilities = calibration.probabilities(logits, calibrated["temperature"])
     seconds = time.perf_counter() - start
     return pd.DataFrame({"image_id": job["ids"][test], "cell": cells[test], "label": labels[test],
                          "predicted": probabilities.argmax(1), "probabilities": list(probabilities),
-                         "experiment": job["input"], "seed": job["seed"], "fold": job["fold"], "seconds": seconds})
+                         "raw_probabilities": list(calibration.probabilities(logits)),
+                         "experiment": job["input"], "seed": job["seed"], "fold": job["fold"], "seconds": seconds,
+                         **{k: calibrated[k] for k in ("temperature", "val_nll_before", "val_nll_after")}})
 
 
 def interval(row: pd.Series, metric: str) -> dict:
@@ -96,7 +102,8 @@ def summarise(predictions: pd.DataFrame, seed: int) -> dict:
     from karyosr.classify.metrics import bootstrap_ci, run_summary
     from karyosr.config import validate
 
-    decoded, _ = decode(predictions.drop(columns=["fold", "seconds"]), validate({})["classify"])
+    decoded, _ = decode(predictions[["image_id", "cell", "label", "predicted", "probabilities", "experiment", "seed"]],
+                        validate({})["classify"])
     summary = run_summary(decoded, N_BOOT).set_index("experiment")
     predictions = predictions.assign(correct=predictions["predicted"] == predictions["label"],
                                      decoded_correct=decoded["predicted_decoded"] == decoded["label"])

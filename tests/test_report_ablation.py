@@ -60,7 +60,7 @@ def test_ablation_table_is_valid_markdown_with_the_iam_of_the_run(adaptive_crop,
         ["resnet18", "✓", "✓ (sr)", mark, "LR"],
         ["resnet18", "✓", "✓ (super)", mark, "LR"],
     ]
-    assert rows[0][5] == "**0.90**" and rows[1][5] == "0.50"
+    assert rows[0][5] == "**90.0 %**" and rows[1][5] == "50.0 %"
     # The HTML table has the same columns.
     assert table.html.count("<th>") == 6 and table.html.count("<tr>") == 5
     assert table.html.count(f"<td>{mark}</td>") >= 4

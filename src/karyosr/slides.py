@@ -324,14 +324,12 @@ GAIN_COLUMNS = ["profile", "method", "versus", "groups", "images", "psnr_gain", 
 
 def _clustered(values: pd.Series, groups: pd.Series, n_boot: int, seed: int) -> tuple[float, float, float]:
     """Mean of per-image values and its bootstrap interval resampling whole groups (slides, patients);
-    no interval (NaN) from a single group, whose images cannot show how much another group varies."""
+    no interval (NaN) from a single group (`karyosr.classify.metrics.bootstrap_ci`)."""
     from karyosr.classify.metrics import bootstrap_ci  # statistics only where a table needs them
 
     values = values.dropna()
     if not len(values):
         return float("nan"), float("nan"), float("nan")
-    if groups.reindex(values.index).nunique() < 2:
-        return float(values.mean()), float("nan"), float("nan")
     low, high = bootstrap_ci(values.to_numpy(), n_boot, seed, clusters=groups.reindex(values.index).to_numpy())
     return float(values.mean()), low, high
 

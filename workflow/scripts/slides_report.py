@@ -62,8 +62,8 @@ for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, i
     figures.no_reference_boxplots({m: quality[quality["method"] == m] for m in summary["method"]}, profile, boxes)
     sections += [
         (f"{reference_title}, {profile}",
-         f"{reference_text}: mean ± standard deviation; % change of PSNR and SSIM over bicubic. Best value of each "
-         "column in bold.", tables.comparison(methods, profile)),
+         f"{reference_text}: mean ± standard deviation; 'vs bicubic': the difference from bicubic's mean PSNR (dB) "
+         f"and SSIM. {tables.BOLD_MEANING}", tables.comparison(methods, profile)),
         (f"Gain over bicubic and Lanczos, {profile}",
          "PSNR gain (dB) of each method over the whole tile and inside the object (from the HR tile, as for "
          "chromosome crops), mean over held-out tiles with a 95 % bootstrap interval that resamples whole groups.",

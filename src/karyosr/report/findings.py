@@ -6,22 +6,43 @@ from __future__ import annotations
 import pandas as pd
 
 from karyosr.classify import metrics
+from karyosr.config import INTERPOLATION_METHODS
 
 
 def describe_difference(value: float, low: float, high: float, unit: str, digits: int) -> str:
     """'+1.78 dB (95 % CI +1.70 to +1.86; larger than its uncertainty)': a difference, its interval
-    and whether the interval leaves out 0."""
+    and whether the interval leaves out 0; '+1.78 dB (one test group: no interval)' without one
+    (`karyosr.classify.metrics.bootstrap_ci` gives none from a single cell or slide)."""
+    if pd.isna(low):
+        return f"{value:+.{digits}f}{unit} (one test group: no interval)"
     verdict = ("larger than its uncertainty" if low > 0 or high < 0
                else "the interval includes 0: not a measured difference")
     return (f"{value:+.{digits}f}{unit} ({metrics.LEVEL:.0%} CI {low:+.{digits}f} to {high:+.{digits}f}; "
             f"{verdict})")
 
 
+def ranking(values: pd.DataFrame, methods: list[str], cells: pd.Series, n_boot: int, seed: int = 0) -> str:
+    """The method of ``methods`` with the highest mean of ``values`` (image x method, PSNR in dB)
+    against the runner-up, by the mean of their per-image differences with a paired bootstrap
+    interval over test cells: 'a is ahead of b by +0.30 dB [+0.10, +0.50]' when the interval leaves
+    out 0, else 'a and b are not told apart: +0.06 dB [-0.10, +0.20]'."""
+    best, second = values[methods].mean().sort_values(ascending=False).index[:2]
+    difference = (values[best] - values[second]).dropna()
+    low, high = metrics.bootstrap_ci(difference.to_numpy(), n_boot, seed,
+                                     clusters=[cells.get(i, i) for i in difference.index])
+    if pd.isna(low):
+        return f"{best} and {second} are not told apart: {difference.mean():+.2f} dB (one test group: no interval)"
+    shown = f"{difference.mean():+.2f} dB [{low:+.2f}, {high:+.2f}]"
+    return f"{best} is ahead of {second} by {shown}" if low > 0 else f"{best} and {second} are not told apart: {shown}"
+
+
 def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed: int = 0,
                 obj: str = "the chromosome") -> list[str]:
     """Per profile, the method with the largest mean PSNR gain over bicubic (inside ``obj`` where
     that was scored), with a bootstrap interval of the per-image gains over test cells (the images
-    of a cell, or tiles of a slide, share its staining and blur)."""
+    of a cell, or tiles of a slide, share its staining and blur); then the best method against the
+    runner-up and, where that is not already the same pair, the best learned model against the
+    next one (`ranking`)."""
     scored_inside = "psnr_fg" in per_image and per_image["psnr_fg"].notna().any()
     metric, where = ("psnr_fg", f" inside {obj}") if scored_inside else ("psnr", "")
     cells = split.set_index("image_id")["group"]
@@ -33,16 +54,18 @@ def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed:
         gains = psnr.drop(columns="bicubic").sub(psnr["bicubic"], axis=0)
         best = gains.mean().idxmax()
         gain = gains[best].dropna()
-        clusters = [cells.get(i, i) for i in gain.index]
         lead = (f"{best} gains most over bicubic" if gain.mean() > 0
                 else f"no method beats bicubic; the closest is {best}")
-        if len(set(clusters)) < 2:  # one test cell or slide: its images say nothing of another's
-            difference = f"{gain.mean():+.2f} dB (one test group: no interval)"
-        else:
-            difference = describe_difference(gain.mean(), *metrics.bootstrap_ci(gain.to_numpy(), n_boot, seed,
-                                                                                clusters=clusters), " dB", 2)
+        low, high = metrics.bootstrap_ci(gain.to_numpy(), n_boot, seed, clusters=[cells.get(i, i) for i in gain.index])
         lines.append(f"{profile}: {lead} in PSNR{where}: {psnr[best].mean():.2f} vs {psnr['bicubic'].mean():.2f} dB, "
-                     + difference + ".")
+                     + describe_difference(gain.mean(), low, high, " dB", 2) + ".")
+        methods = list(psnr.mean().sort_values(ascending=False).index)
+        learned = [m for m in methods if m not in INTERPOLATION_METHODS]
+        rankings = [ranking(psnr, methods, cells, n_boot, seed)]
+        if len(learned) > 1 and learned[:2] != methods[:2]:
+            rankings.append("of the learned models, " + ranking(psnr, learned, cells, n_boot, seed))
+        lines.append(f"{profile}, best vs runner-up in PSNR{where} (per-image differences, {metrics.LEVEL:.0%} "
+                     "bootstrap interval over test groups): " + "; ".join(rankings) + ".")
     return lines
 
 
@@ -55,8 +78,9 @@ def _points(row) -> str:
 
 def classification_findings(comparisons: pd.DataFrame, over_seeds: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
     """Sentences from `karyosr.classify.metrics.comparisons`: the LR-to-HR accuracy gap and what each SR
-    route closes of it, SMOTE's effect on X and Y accuracy, and cell decoding's effect and flags.
-    A comparison the experiments do not allow is left out."""
+    route closes of it, SMOTE's effect on X and Y accuracy, and cell decoding's effect and flags;
+    and from ``cells`` (`karyosr.classify.karyotype.decode`, empty without decoding) how often the
+    decoded sex is right. A comparison the experiments do not allow is left out."""
     inputs = over_seeds.set_index("experiment")["input"]
     balances = over_seeds.set_index("experiment")["balance"]
     kind = comparisons["comparison"]
@@ -65,13 +89,13 @@ def classification_findings(comparisons: pd.DataFrame, over_seeds: pd.DataFrame,
     routes = comparisons[kind == "sr_route"]
     for lr, group in routes.groupby("baseline", sort=False):
         gap = gaps.loc[lr] if lr in gaps.index else None
-        gap_closed = gap is not None and gap["ci_low"] > 0
         text = (f"LR-to-HR accuracy gap ({gap['experiment']} vs {lr}): {gap['experiment_value']:.1%} vs "
                 f"{gap['baseline_value']:.1%}, {_points(gap)}. " if gap is not None
                 else f"SR routes vs the LR input {lr} (no HR experiment to measure a gap): ")
         text += "; ".join(
             f"{row['experiment']} ({inputs[row['experiment']]}) "
-            + (f"closes {row['share_of_gap']:.0%} of it, " if gap_closed else "")
+            + (f"closes {row['share_of_gap']:.0%} [{row['share_of_gap_ci_low']:.0%}, "
+               f"{row['share_of_gap_ci_high']:.0%}] of it, " if not pd.isna(row["share_of_gap"]) else "")
             + f"{_points(row)} over LR"
             for _, row in group.iterrows())
         lines.append(text + ".")
@@ -96,20 +120,37 @@ def classification_findings(comparisons: pd.DataFrame, over_seeds: pd.DataFrame,
                     f"{100 * decoding['difference'].max():+.1f} points over {len(decoding)} experiments, larger than "
                     f"its uncertainty in {len(clear)}; largest: {largest['experiment']} {_points(largest)}.")
         lines.append(text + " " + flag_summary(cells))
+    if len(cells):
+        lines.append(sex_call_sentence(metrics.sex_call_summary(cells)))
     return lines
 
 
+def sex_call_sentence(sex_calls: pd.DataFrame) -> str:
+    """'Decoded sex vs the true one (...): 1 of 3 test cells called correctly (2 wrong, 0 undetermined)
+    in plain_hr; ...' from `karyosr.classify.metrics.sex_call_summary`, every seed's call counted
+    where there are several."""
+    parts = []
+    for row in sex_calls[sex_calls["cells_known"] > 0].itertuples():
+        counts = f"{row.wrong} wrong, {row.undetermined} undetermined"
+        parts.append(f"{row.correct} of {row.calls} test cells called correctly ({counts}) in {row.experiment}"
+                     if row.seeds == 1 else
+                     f"{row.correct} of {row.calls} calls correct ({row.cells_known} test cells × {row.seeds} seeds; "
+                     f"{counts}) in {row.experiment}")
+    if not parts:
+        return "Decoded sex: no test cell's true labels show its sex (a Y, or two X), so no call can be checked."
+    return "Decoded sex vs the true one (test cells whose labels hold a Y or two X): " + "; ".join(parts) + "."
+
+
 def flag_summary(cells: pd.DataFrame) -> str:
-    """How many test cells were flagged in any run, told apart by the evidence: a confident excess
-    of a class (what a trisomy looks like) or the chromosome count alone, which images missing from
-    the input explain as well as a lost chromosome does (real sets often leave out overlapping
-    chromosomes, so every cell can be short)."""
+    """How many test cells were flagged in any run, told apart by the evidence: an extra copy of a
+    class likelier than a normal karyotype (what a trisomy looks like; ``extra_copy`` of
+    `karyosr.classify.karyotype.cell_flags`) or the chromosome count alone."""
     flagged = cells[cells["flagged"].astype(bool)]
     text = (f"{flagged['cell'].nunique()} of {cells['cell'].nunique()} test cells are flagged as possible numerical "
             "abnormalities in at least one run (table 'Classification: flagged cells')")
     if flagged.empty:
         return text + "."
-    excess = flagged.loc[flagged["excess"].fillna("").astype(bool), "cell"].unique()
-    count_only = flagged.loc[~flagged["cell"].isin(excess), "cell"].nunique()
-    return (text + f": {len(excess)} for more confident copies of a class than a normal karyotype holds, "
-            f"{count_only} for their chromosome count alone, which images missing from the input explain as well.")
+    extra = flagged.loc[flagged["extra_copy"].fillna("").astype(bool), "cell"].unique()
+    count_only = flagged.loc[~flagged["cell"].isin(extra), "cell"].nunique()
+    return (text + f": {len(extra)} for an extra copy of a class likelier than a normal karyotype, "
+            f"{count_only} for their chromosome count alone.")

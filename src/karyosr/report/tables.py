@@ -1,6 +1,6 @@
 """The report's tables: images per stage and class, the SR method and classification comparisons
-(best value in bold, as HTML and Markdown), the per-class heat map, flagged cells, rejected inputs and
-software versions; each saved as CSV and Parquet beside the page."""
+(best value in bold where a best can be named, as HTML and Markdown), the per-class heat map,
+flagged cells, rejected inputs and software versions; each saved as CSV and Parquet beside the page."""
 
 from __future__ import annotations
 
@@ -48,28 +48,32 @@ def class_counts(split: pd.DataFrame) -> pd.DataFrame:
 
 
 COMPARISON_COLUMNS = [
-    # (summary column, heading, higher is better)
-    ("psnr_mean", "PSNR (dB)", True),
-    ("ssim_mean", "SSIM", True),
-    ("psnr_fg_mean", "PSNR fg (dB)", True),
-    ("ssim_fg_mean", "SSIM fg", True),
-    ("mse_mean", "MSE", False),
-    ("mse_fg_mean", "MSE fg", False),
-    ("niqe_mean", "NIQE", False),
-    ("piqe_mean", "PIQE", False),
-    ("psnr_gain_pct", "PSNR vs bicubic (%)", True),
-    ("ssim_gain_pct", "SSIM vs bicubic (%)", True),
+    # (summary column, heading, better: "higher", "lower", or None where no value is called best)
+    ("psnr_mean", "PSNR (dB)", "higher"),
+    ("ssim_mean", "SSIM", "higher"),
+    ("psnr_fg_mean", "PSNR fg (dB)", "higher"),
+    ("ssim_fg_mean", "SSIM fg", "higher"),
+    ("mse_mean", "MSE", "lower"),
+    ("mse_fg_mean", "MSE fg", "lower"),
+    # no-reference scores reward some artefacts (nearest-neighbour blocks score well on PIQE), so
+    # they name no best method
+    ("niqe_mean", "NIQE", None),
+    ("piqe_mean", "PIQE", None),
+    ("psnr_gain_db", "PSNR vs bicubic (dB)", "higher"),
+    ("ssim_gain", "SSIM vs bicubic", "higher"),
 ]
+BOLD_MEANING = ("Bold: the best value of each column and any that ties with it as shown; no bold where all values "
+                "tie, nor on NIQE and PIQE (no-reference scores, which reward some artefacts). Bold ranks means only: "
+                "whether the best method is told apart from the runner-up is in the Findings, with a paired interval.")
 
 
 def method_table(summary: pd.DataFrame, method_order: list[str]) -> pd.DataFrame:
-    """profile x method, every metric's mean and std, and the % change over bicubic of PSNR and
-    SSIM (the layout of the MRI super-resolution study's tables)."""
+    """profile x method, every metric's mean and std, and the difference from bicubic of the mean
+    PSNR (dB) and SSIM (a percentage of decibels, a logarithmic unit, would mean nothing)."""
     table = summary.copy()
-    for metric in ("psnr", "ssim"):
+    for metric, column in (("psnr", "psnr_gain_db"), ("ssim", "ssim_gain")):
         bicubic = table[table["method"] == "bicubic"].set_index("profile")[f"{metric}_mean"]
-        reference = table["profile"].map(bicubic)
-        table[f"{metric}_gain_pct"] = 100.0 * (table[f"{metric}_mean"] - reference) / reference
+        table[column] = table[f"{metric}_mean"] - table["profile"].map(bicubic)
     rank = {m: i for i, m in enumerate(method_order)}
     table["order"] = table["method"].map(lambda m: rank.get(m, len(rank)))
     return table.sort_values(["profile", "order"]).drop(columns="order").reset_index(drop=True)
@@ -77,7 +81,7 @@ def method_table(summary: pd.DataFrame, method_order: list[str]) -> pd.DataFrame
 
 @dataclass
 class Marked:
-    """A table rendered twice, with the best value of each column in bold."""
+    """A table rendered twice, with the best value of each column in bold (`best_rows`)."""
 
     html: str
     markdown: str
@@ -88,57 +92,134 @@ def markdown_cell(value) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+def decimals(column: str) -> int:
+    """Decimals a column's values are shown with (of the fraction, for accuracies shown in %)."""
+    return 3 if "accuracy" in column else 4 if column.startswith("ssim") else 2
+
+
+def best_rows(values: pd.Series, better: str | None, places: int) -> set:
+    """The rows holding a column's best value as shown (rounded to ``places``), ties included;
+    none where ``better`` is None or fewer than two different values are shown (all tie, or one
+    row has a value): bold would then single out nothing."""
+    if better is None:
+        return set()
+    shown = values.astype(float).round(places)
+    if shown.nunique() < 2:
+        return set()
+    return set(shown.index[shown == (shown.max() if better == "higher" else shown.min())])
+
+
+def percent_text(value: float, low: float, high: float, hits: float = np.nan, images: float = np.nan,
+                 digits: int = 1) -> str:
+    """'80.0 % (4/5) [40.0, 100.0]': an accuracy in %, the images classified right of the class's
+    test images where given (hits averaged over seeds: 4.3/5), and its interval where there is one
+    (a single test cell gives none)."""
+    text = f"{100 * value:.{digits}f} %"
+    if not pd.isna(images):
+        text += f" ({f'{hits:.1f}'.removesuffix('.0')}/{int(images)})"
+    if not pd.isna(low):
+        text += f" [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+    return text
+
+
 def comparison(table: pd.DataFrame, profile: str, columns=COMPARISON_COLUMNS, std: bool = True,
                labels: tuple[str, ...] = ("method",)) -> Marked:
+    """One profile's rows of ``table``, each column of ``columns`` as its value and spread (± std,
+    or [low, high] of an interval), accuracies in % with their class's images, text as it is, the
+    best value of a column in bold (`best_rows`)."""
     rows = table[table["profile"] == profile].reset_index(drop=True)
-    present = [(c, h, up) for c, h, up in columns if c in rows and rows[c].notna().any()]
-    best = {c: (rows[c].idxmax() if up else rows[c].idxmin()) for c, _, up in present}
+    present = [(c, h, better) for c, h, better in columns if c in rows and rows[c].notna().any()]
+    bold = {c: best_rows(rows[c], better, decimals(c)) for c, _, better in present}
 
-    def cell(i, column, bold):
+    def text(i, column):
         value = rows.at[i, column]
         if pd.isna(value):
             return "–"
-        digits = 4 if "ssim" in column and "pct" not in column else 2
-        text = f"{value:.{digits}f}"
-        spread = column.replace("_mean", "_std")
+        if isinstance(value, str):
+            return value
         low, high = column.replace("_mean", "_ci_low"), column.replace("_mean", "_ci_high")
+        interval = ((rows.at[i, low], rows.at[i, high]) if std and column.endswith("_mean") and low in rows
+                    else (np.nan, np.nan))
+        if "accuracy" in column:
+            metric = column.removesuffix("_mean")
+            hits, images = f"{metric}_hits", f"{metric.split('_')[0]}_images"
+            return percent_text(value, *interval, *((rows.at[i, hits], rows.at[i, images])
+                                                    if hits in rows and images in rows else ()))
+        digits, sign = decimals(column), "+" if "gain" in column else ""
+        shown = f"{value:{sign}.{digits}f}"
+        spread = column.replace("_mean", "_std")
         if std and column.endswith("_mean") and spread in rows and not pd.isna(rows.at[i, spread]):
-            text += f" ± {rows.at[i, spread]:.{digits}f}"
-        elif std and column.endswith("_mean") and low in rows and not pd.isna(rows.at[i, low]):
+            return shown + f" ± {rows.at[i, spread]:.{digits}f}"
+        if not pd.isna(interval[0]):
             # intervals (bootstrap ones are asymmetric) as [low, high]
-            text += f" [{rows.at[i, low]:.{digits}f}, {rows.at[i, high]:.{digits}f}]"
-        return bold(text) if best[column] == i else text
+            return shown + f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+        return shown
+
+    def html_cell(i, column):
+        shown = html.escape(text(i, column))
+        return f"<td><b>{shown}</b></td>" if i in bold[column] else f"<td>{shown}</td>"
+
+    def markdown_value(i, column):
+        shown = markdown_cell(text(i, column))
+        return f"**{shown}**" if i in bold[column] else shown
 
     headers = list(labels) + [h for _, h, _ in present]
     html_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(rows.at[i, label]))}</td>" for label in labels)
-        + "".join(f"<td>{cell(i, c, lambda t: f'<b>{t}</b>')}</td>" for c, _, _ in present) + "</tr>"
+        + "".join(html_cell(i, c) for c, _, _ in present) + "</tr>"
         for i in rows.index
     )
     page = ('<table class="table"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
             + f"</tr></thead><tbody>{html_rows}</tbody></table>")
     md = ["| " + " | ".join(markdown_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join([markdown_cell(rows.at[i, label]) for label in labels]
-                             + [cell(i, c, lambda t: f"**{t}**") for c, _, _ in present]) + " |"
+                             + [markdown_value(i, c) for c, _, _ in present]) + " |"
            for i in rows.index]
     return Marked(page, "\n".join(md))
 
 
 CLASSIFICATION_COLUMNS = [
-    ("accuracy_mean", "accuracy", True),
-    ("accuracy_decoded_mean", "accuracy, cell decoded", True),
-    ("macro_f1_mean", "macro-F1", True),
-    ("x_accuracy_mean", "X accuracy", True),
-    ("y_accuracy_mean", "Y accuracy", True),
+    ("accuracy_mean", "accuracy", "higher"),
+    ("accuracy_decoded_mean", "accuracy, cell decoded", "higher"),
+    ("macro_f1_mean", "macro-F1", "higher"),
+    ("x_accuracy_mean", "X accuracy", "higher"),
+    ("y_accuracy_mean", "Y accuracy", "higher"),
+    # counts of a few cells, without an interval: no best is named
+    ("decoded_sex", "decoded sex correct", None),
 ]
+SEX_CALL_COUNTS = ["cells_known", "calls", "correct", "wrong", "undetermined"]
+
+
+def with_sex_calls(over_seeds: pd.DataFrame, sex_calls: pd.DataFrame) -> pd.DataFrame:
+    """``over_seeds`` with each experiment's decoded-sex counts of
+    `karyosr.classify.metrics.sex_call_summary` beside it, as ``sex_<count>`` columns."""
+    counts = sex_calls.set_index("experiment")[SEX_CALL_COUNTS].add_prefix("sex_")
+    return over_seeds.join(counts, on="experiment")
+
+
+def sex_call_text(row) -> str:
+    """A row's ``sex_`` counts (`with_sex_calls`) as '1 of 3 cells (2 wrong, 0 undetermined)', or
+    with several seeds '4 of 9 calls (3 cells × 3 seeds; 5 wrong, 0 undetermined)'."""
+    if pd.isna(row["sex_cells_known"]):
+        return "–"
+    if not row["sex_cells_known"]:
+        return "no test cell of known sex"
+    counts = f"{row['sex_wrong']:.0f} wrong, {row['sex_undetermined']:.0f} undetermined"
+    if row["seeds"] == 1:
+        return f"{row['sex_correct']:.0f} of {row['sex_calls']:.0f} cells ({counts})"
+    return (f"{row['sex_correct']:.0f} of {row['sex_calls']:.0f} calls ({row['sex_cells_known']:.0f} cells × "
+            f"{row['seeds']} seeds; {counts})")
 
 
 def classification_tables(over_seeds: pd.DataFrame) -> tuple[Marked, Marked]:
     """The network comparison (Super-Xception Table 1 layout) and the ablation (SRAS-net Table 3
     layout: backbone; + SMOTE; + SR; + IAM), each metric as its mean over seeds and [low, high] of
-    its interval (`karyosr.classify.metrics.over_seeds`)."""
+    its interval (`karyosr.classify.metrics.over_seeds`), and the decoded sex's calls where
+    `with_sex_calls` added them."""
     table = over_seeds.assign(profile="all", method=over_seeds["experiment"] + " (" + over_seeds["backbone"] + ", "
                               + over_seeds["input"] + ")")
+    if "sex_calls" in table:
+        table["decoded_sex"] = table.apply(sex_call_text, axis=1)
     networks = comparison(table, "all", CLASSIFICATION_COLUMNS)
     return networks, ablation_table(table)
 
@@ -150,7 +231,7 @@ def ablation_table(over_seeds: pd.DataFrame) -> Marked:
     """SRAS-net Table 3 layout: a column per component -- backbone, SMOTE (training split
     balanced), SR (two-stage sr: or end-to-end super: input), IAM (the image adaptive crop, from
     the ``adaptive_crop`` column: whether that experiment's images were cut to the chromosome)
-    and the HR or LR input -- then the test accuracy, best in bold."""
+    and the HR or LR input -- then the test accuracy with its interval, best in bold."""
     mark = {True: "✓", False: "–"}
     kinds = over_seeds["input"].str.split(":").str[0]
     table = over_seeds.assign(
@@ -174,23 +255,29 @@ def adaptive_crop_applied(cropped: pd.DataFrame) -> bool:
 
 
 def per_class_heatmap(per_class: pd.DataFrame) -> Marked:
-    """Classes x experiments test accuracy (SRAS-net Table 4 in one value per pair), shaded by
+    """Classes x experiments test accuracy (SRAS-net Table 4 in one value per pair) with the images
+    classified right of the class's test images (averaged over seeds) and its interval, shaded by
     accuracy in HTML: a heat map that keeps its numbers. With cell decoding the decoded accuracy
-    follows in brackets. Precision and F1 stay in the saved table."""
+    follows. Precision and F1 stay in the saved table."""
     experiments = list(dict.fromkeys(per_class["experiment"]))
     table = per_class.set_index(["class", "experiment"])
     # every experiment is tested on the same images, so the first one's support is the class's
     support = per_class.drop_duplicates("class").set_index("class")["support"]
 
-    def text(name, experiment):
+    def text(name, experiment, separator):
         row = table.loc[(name, experiment)]
         if pd.isna(row["accuracy"]):
             return "–", None
-        decoded = f" ({row['accuracy_decoded']:.2f})" if not pd.isna(row.get("accuracy_decoded", np.nan)) else ""
-        return f"{row['accuracy']:.2f}{decoded}", float(row["accuracy"])
+        shown = [percent_text(row["accuracy"], row["accuracy_ci_low"], row["accuracy_ci_high"], row["hits"],
+                              row["support"], digits=0)]
+        if not pd.isna(row.get("accuracy_decoded", np.nan)):
+            shown.append("decoded " + percent_text(row["accuracy_decoded"], row["accuracy_decoded_ci_low"],
+                                                   row["accuracy_decoded_ci_high"], row["hits_decoded"],
+                                                   row["support"], digits=0))
+        return separator.join(shown), float(row["accuracy"])
 
     def html_cell(name, experiment):
-        value, shade = text(name, experiment)
+        value, shade = text(name, experiment, "<br>")
         if shade is None:
             return f"<td>{value}</td>"
         ink = "#fff" if shade > 0.6 else "#222"
@@ -204,14 +291,15 @@ def per_class_heatmap(per_class: pd.DataFrame) -> Marked:
                       for name in CLASS_NAMES)
             + "</tbody></table>")
     md = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    md += ["| " + " | ".join([labels[name]] + [text(name, e)[0] for e in experiments]) + " |" for name in CLASS_NAMES]
+    md += ["| " + " | ".join([labels[name]] + [text(name, e, "; ")[0] for e in experiments]) + " |"
+           for name in CLASS_NAMES]
     return Marked(page, "\n".join(md))
 
 
 def flagged_cells_table(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per test cell flagged in any run (experiment x seed): its chromosome count, decoded
     sex, in how many runs it was flagged, and why: the count, the classes its decoded labels lack
-    and the classes with too many confident predictions, each with the share of runs giving it."""
+    and the extra copy of a class likelier than a normal karyotype, each with the share of runs giving it."""
     n_runs = len(cells[["experiment", "seed"]].drop_duplicates())
 
     def tally(items: pd.Series, separator: str) -> list[str]:
@@ -227,7 +315,7 @@ def flagged_cells_table(cells: pd.DataFrame) -> pd.DataFrame:
         reasons = [] if n == karyotype.NORMAL_CHROMOSOMES else [f"{n} chromosomes (expected 46)"]
         lacking = tally(group["lacking"], ", ")
         reasons += [f"decoded labels lack {', '.join(lacking)}"] if lacking else []
-        reasons += tally(group["excess"], "; ")
+        reasons += [f"extra copy {extra}" for extra in tally(group["extra_copy"], "; ")]
         sexes = group["sex"].value_counts()
         rows.append({"cell": cell, "chromosomes": n,
                      "decoded sex": sexes.index[0] + ("" if len(sexes) == 1 else f" ({sexes.iloc[0]} of {n_runs} runs)"),

@@ -3,11 +3,12 @@ copy of the checkout: wall time, number of jobs, job time per stage, the slowest
 classifiers' accuracy, and Snakemake's own CPU time (scheduling and job start-up bookkeeping) -
 the figures behind the README's run time and the demo's time budget.
 
-    python benchmarks/default_run.py [--cores 2] [--label NAME] [--collect DIR]
+    python benchmarks/default_run.py [--cores 2] [--label NAME] [--collect DIR] [--worktree]
 
 ``--collect DIR`` only reads a finished run in DIR (timings from the rule benchmark files and its
-Snakemake log); otherwise the committed tree (``git archive HEAD``) is copied to a temporary
-folder and run there with ``snakemake --cores N``.
+Snakemake log); otherwise the committed tree (``git archive HEAD``), or with ``--worktree`` the
+working tree as it is (uncommitted edits measured before they are committed), is copied to a
+temporary folder and run there with ``snakemake --cores N``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ OWN_CPU = ("import atexit, resource, sys\n"
            "from snakemake.cli import main\n"
            "sys.argv = ['snakemake'] + sys.argv[1:]\n"
            "main()\n")
+
+
+def tree_archive(worktree: bool) -> bytes:
+    """A tar of the committed tree, or of the working tree's tracked and untracked, not ignored files."""
+    if not worktree:
+        return subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True).stdout
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout
+    # Tracked files deleted in the working tree are listed too: they are skipped, as they are gone.
+    return subprocess.run(["tar", "-c", "--null", "--ignore-failed-read", "-T", "-"], cwd=REPO, input=names,
+                          capture_output=True, check=True).stdout
 
 
 def job_times(workdir: Path) -> pd.DataFrame:
@@ -69,6 +81,8 @@ def main() -> None:
     parser.add_argument("--label", default="default_run")
     parser.add_argument("--collect", type=Path, help="summarise a finished run in this folder instead of running")
     parser.add_argument("--keep", type=Path, help="run in this (new) folder and keep it, instead of a temporary one")
+    parser.add_argument("--worktree", action="store_true",
+                        help="run the working tree as it is instead of the committed tree")
     args = parser.parse_args()
     if args.collect:
         record(args.label, summarise(args.collect, None, None, args.label))
@@ -76,8 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="karyosr-default-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=args.keep is None)
-        archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+        subprocess.run(["tar", "-x", "-C", str(work)], input=tree_archive(args.worktree), check=True)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", OWN_CPU, "--cores", args.cores], cwd=work, text=True,
                               stderr=subprocess.PIPE)
@@ -85,7 +98,10 @@ def main() -> None:
         if done.returncode:
             sys.exit(done.stderr[-3000:])
         own = [line for line in done.stderr.splitlines() if line.startswith("SNAKEMAKE_CPU")]
-        record(args.label, summarise(work, wall, float(own[-1].split()[1]) if own else None, args.label))
+        # The machine record names HEAD's commit; a working-tree run holds edits on top of it.
+        tree = "working tree (uncommitted edits on the commit)" if args.worktree else "commit"
+        record(args.label, {**summarise(work, wall, float(own[-1].split()[1]) if own else None, args.label),
+                            "tree": tree})
 
 
 if __name__ == "__main__":

@@ -134,25 +134,79 @@ def test_polarity(tmp_path, style):
             assert border > 200 and obj < border - 80
 
 
+def _axial_profile(img: np.ndarray, samples: int) -> np.ndarray:
+    """Brightness along an upright chromosome, resampled to ``samples`` points."""
+    p = img.astype(np.float32).max(axis=1)
+    idx = np.nonzero(p > p.max() * 0.3)[0]
+    p = p[idx[0] : idx[-1] + 1]
+    return np.interp(np.linspace(0, 1, samples), np.linspace(0, 1, p.size), p)
+
+
+def _pattern_similarity(label_a: int, label_b: int, blur: float, samples: int) -> float:
+    """Mean correlation of the axial profiles of ``label_a`` and ``label_b`` drawn with different
+    seeds: each instance jitters its band widths, which shifts single pairs' profiles a lot."""
+    style = {"blur_sigma": blur, "noise_sigma": 0.0}
+    params = {"max_bend_deg": 0, "length_jitter": 0.0}
+    pairs = [(synthetic.render_chromosome(label_a, np.random.default_rng(k), params, style),
+              synthetic.render_chromosome(label_b, np.random.default_rng(k + 100), params, style)) for k in range(8)]
+    return float(np.mean([np.corrcoef(_axial_profile(a, samples), _axial_profile(b, samples))[0, 1] for a, b in pairs]))
+
+
 def test_class_pattern_independent_of_seed():
-    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(99)
-    style = {"blur_sigma": 0.0, "noise_sigma": 0.0}
-    params = {"rotate": False, "max_bend_deg": 0, "length_jitter": 0.0}
-    a = synthetic.render_chromosome(5, rng_a, params, style)
-    b = synthetic.render_chromosome(5, rng_b, params, style)
-    c = synthetic.render_chromosome(4, np.random.default_rng(1), params, style)
-    assert a.dtype == np.uint8 and a.ndim == 2
+    img = synthetic.render_chromosome(5, np.random.default_rng(1), {}, {})
+    assert img.dtype == np.uint8 and img.ndim == 2
+    same, diff = _pattern_similarity(5, 5, 0.0, 64), _pattern_similarity(5, 4, 0.0, 64)
+    assert same > 0.5 and same > diff + 0.3, (same, diff)
 
-    def profile(img):
-        # Axial brightness along the (vertical) chromosome, resampled to a fixed length.
-        p = img.astype(np.float32).max(axis=1)
-        idx = np.nonzero(p > p.max() * 0.3)[0]
-        p = p[idx[0] : idx[-1] + 1]
-        return np.interp(np.linspace(0, 1, 64), np.linspace(0, 1, p.size), p)
 
-    same = np.corrcoef(profile(a), profile(b))[0, 1]
-    diff = np.corrcoef(profile(a), profile(c))[0, 1]
-    assert same > 0.8 and same > diff + 0.2
+def _axis_tilt_deg(img: np.ndarray) -> float:
+    """Angle between the foreground's principal axis and the vertical, from second moments."""
+    m = cv2.moments(_foreground(img).astype(np.uint8), binaryImage=True)
+    # Orientation of the major axis measured from the x axis; 90 degrees is vertical.
+    angle = 0.5 * np.degrees(np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
+    return abs(90.0 - abs(angle))
+
+
+def test_upright_by_default(small):
+    # Karyotyping crops come upright: long axis vertical (a small bend allowed), taller than wide.
+    root, df = small
+    assert synthetic.DEFAULTS["rotate"] is False
+    # 21, 22 and Y are barely longer than wide: their second-moment axis says little.
+    images = [_read(root, rel) for rel in df.path[df.label <= 20]]
+    tilts = [_axis_tilt_deg(img) for img in images]
+    assert max(tilts) < 10, max(tilts)
+    assert all(img.shape[0] > img.shape[1] for img in images)
+
+
+def test_rotate_option_turns_chromosomes(tmp_path):
+    df = synthetic.generate(tmp_path / "r", {**SMALL, "n_cells": 1, "rotate": True}, seed=7)
+    tilts = np.array([_axis_tilt_deg(_read(tmp_path / "r", rel)) for rel in df.path])
+    # Uniform angles: about two thirds lie more than 30 degrees from vertical.
+    assert (tilts > 30).mean() > 0.4, np.sort(tilts)
+
+
+def test_chromosome_1_nearly_fills_a_64_px_crop(tmp_path):
+    # crop_filter keeps a 2 px margin and shrinks longer crops: chromosome 1 at the default length
+    # spans about 60 px, more in cells condensed less (length_jitter).
+    df = synthetic.generate(tmp_path / "d", {"n_cells": 6}, seed=5)
+    heights = [np.ptp(np.nonzero(_foreground(_read(tmp_path / "d", rel)).any(axis=1))[0]) + 1
+               for rel in df.path[df.label == 1]]
+    assert 50 <= np.median(heights) <= 66, heights
+
+
+@pytest.mark.parametrize("label", [21, 22, 24])
+def test_small_chromosomes_keep_a_resolved_band_pattern(label):
+    p = synthetic.DEFAULTS
+    n = synthetic.band_count(label, p["chr1_length_px"], p["band_px"])
+    length = p["chr1_length_px"] * synthetic.REL_LENGTH[label] / synthetic.REL_LENGTH[1]
+    assert n >= 3 and length / n >= 3.0  # bands at least 3 px wide at HR
+
+
+def test_small_chromosome_patterns_differ():
+    # 21, 22 and Y are about equally long: their band patterns must tell them apart at HR blur.
+    for a, b in [(21, 22), (21, 24), (22, 24)]:
+        same, diff = _pattern_similarity(a, a, 0.8, 32), _pattern_similarity(a, b, 0.8, 32)
+        assert same > diff + 0.2, (a, b, same, diff)
 
 
 def test_unknown_param_raises(tmp_path):
@@ -162,12 +216,14 @@ def test_unknown_param_raises(tmp_path):
         synthetic.generate(tmp_path / "x", {"band_style": "c"}, seed=0)
     with pytest.raises(ValueError, match="bogus_key"):
         synthetic.render_chromosome(1, np.random.default_rng(0), {"bogus_key": 1}, {})
+    with pytest.raises(ValueError, match="band_px must be > 0, got 0"):
+        synthetic.generate(tmp_path / "x", {"band_px": 0}, seed=0)
     assert not (tmp_path / "x").exists()
 
 
 def test_defaults_are_complete():
     assert set(synthetic.DEFAULTS) == {
-        "n_cells", "male_fraction", "band_style", "chr1_length_px", "width_px", "length_jitter",
+        "n_cells", "male_fraction", "band_style", "chr1_length_px", "width_px", "band_px", "length_jitter",
         "stain_jitter", "blur_sigma", "noise_sigma", "max_bend_deg", "rotate",
     }
     assert synthetic.DEFAULTS["n_cells"] == 24 and synthetic.DEFAULTS["band_style"] == "q"

@@ -1,7 +1,9 @@
 """Procedurally generated banded single-chromosome images (the embedded default dataset).
 
 Writes the BioImLab layout ``<out_dir>/single_chromosomes/<cell>/<cell> <class><a|b>.bmp``
-so the normal ingest path reads it like the real data.
+so the normal ingest path reads it like the real data. Chromosomes come as karyotyping crops
+do: upright (long axis vertical, p-arm up, a small bend), unless ``rotate`` turns them at
+random.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ DEFAULTS: dict = {
     "n_cells": 24,
     "male_fraction": 0.38,
     "band_style": "q",
-    "chr1_length_px": 110,
-    "width_px": 10,
+    # Chromosome 1 nearly fills a 64 px crop (crop_filter keeps a 2 px margin).
+    "chr1_length_px": 56,
+    "width_px": 8,
+    "band_px": 3.5,
     "length_jitter": 0.15,
     "stain_jitter": 0.15,
     "blur_sigma": [0.4, 1.2],
     "noise_sigma": [2.0, 6.0],
-    "max_bend_deg": 35,
-    "rotate": True,
+    "max_bend_deg": 20,
+    "rotate": False,
 }
 
 # Percent of haploid autosome length (ISCN-like); 23 = X, 24 = Y.
@@ -46,10 +50,13 @@ LABELS = tuple(range(1, 25))
 
 # Fixed entropy for the class band patterns: class identity must not depend on the seed.
 _PATTERN_KEY = 0x6B415259
-# Fine, fairly regular bands: the class pattern should mostly vanish at low resolution
-# rather than survive as a few coarse blocks.
-_BANDS_PER_PERCENT = 4.5
+# Fairly regular band widths: at band_px 3.5 the class pattern is resolved at HR (a dark-light
+# period of 7 px keeps about half its contrast under the largest default blur) and mostly
+# vanishes at x4 LR (1.75 LR px per period, beyond Nyquist) rather than surviving as a few
+# coarse blocks.
 _BAND_WIDTH_SHAPE = 8.0
+# Even chromosomes 21, 22 and Y keep a pattern, not one or two blocks.
+_MIN_BANDS = 3
 
 
 def _resolve_params(params: dict | None) -> dict:
@@ -64,7 +71,7 @@ def _resolve_params(params: dict | None) -> dict:
         raise ValueError(f"male_fraction must be in [0, 1], got {p['male_fraction']!r}")
     if int(p["n_cells"]) < 0:
         raise ValueError(f"n_cells must be >= 0, got {p['n_cells']!r}")
-    for key in ("chr1_length_px", "width_px"):
+    for key in ("chr1_length_px", "width_px", "band_px"):
         if float(p[key]) <= 0:
             raise ValueError(f"{key} must be > 0, got {p[key]!r}")
     for key in ("blur_sigma", "noise_sigma"):
@@ -74,11 +81,17 @@ def _resolve_params(params: dict | None) -> dict:
     return p
 
 
+def band_count(label: int, chr1_length_px: float, band_px: float) -> int:
+    """Bands of class ``label`` when chromosome 1 is ``chr1_length_px`` long and a band is
+    ``band_px`` wide on average: the banding resolution follows the image's, as the band level
+    of a real karyotype follows its magnification."""
+    return max(_MIN_BANDS, round(float(chr1_length_px) * REL_LENGTH[label] / REL_LENGTH[1] / float(band_px)))
+
+
 @functools.lru_cache(maxsize=None)
-def _class_pattern(label: int) -> tuple[np.ndarray, np.ndarray]:
-    """Band widths (sum 1) and Q-brightness per band, p-ter to q-ter, fixed per class."""
-    rng = np.random.default_rng([_PATTERN_KEY, _PATTERN_KEY, label])
-    n = max(5, round(REL_LENGTH[label] * _BANDS_PER_PERCENT))
+def _class_pattern(label: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` band widths (sum 1) and Q-brightness per band, p-ter to q-ter, fixed per class and n."""
+    rng = np.random.default_rng([_PATTERN_KEY, _PATTERN_KEY, label, n])
     widths = rng.gamma(_BAND_WIDTH_SHAPE, size=n)
     widths /= widths.sum()
     phase = rng.integers(2)
@@ -93,9 +106,9 @@ def _class_pattern(label: int) -> tuple[np.ndarray, np.ndarray]:
     return widths, level
 
 
-def _band_profile(label: int, rng: np.random.Generator, length: float):
+def _band_profile(label: int, n: int, rng: np.random.Generator, length: float):
     """Instance band knots (u, brightness) for np.interp: class pattern plus small jitter."""
-    widths, level = _class_pattern(label)
+    widths, level = _class_pattern(label, n)
     widths = widths * np.exp(rng.normal(0.0, 0.15, size=widths.size))
     widths /= widths.sum()
     level = np.clip(level + rng.normal(0.0, 0.04, size=level.size), 0.0, 1.0)
@@ -170,7 +183,7 @@ def render_chromosome(label: int, rng: np.random.Generator, params: dict, cell_s
     groove = rng.uniform(0.1, 0.25)
     kappa = math.radians(float(p["max_bend_deg"]) * rng.uniform(-1.0, 1.0)) / length
     theta = rng.uniform(0.0, 2.0 * math.pi) if p["rotate"] else 0.0
-    xp, fp = _band_profile(label, rng, length)
+    xp, fp = _band_profile(label, band_count(label, p["chr1_length_px"], p["band_px"]), rng, length)
     margins = rng.integers(4, 9, size=4)  # left, right, top, bottom
 
     # Bounding box of the straight-strip outline after bending and rotation.

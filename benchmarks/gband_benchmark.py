@@ -29,7 +29,9 @@ import pandas as pd
 import yaml
 
 from common import GBAND, REPO, RESULTS, record
+from karyosr.classify.metrics import sex_call_summary
 from karyosr.labels import N_CLASSES
+from karyosr.report.findings import flag_summary, sex_call_sentence
 from karyosr.report.tables import percent_text
 
 CROP_SIZE = 48
@@ -153,7 +155,7 @@ def _interval(row, metric: str) -> str:
 
 
 def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.DataFrame, comparisons: pd.DataFrame,
-                     times: pd.DataFrame, seconds: float) -> str:
+                     cells: pd.DataFrame, times: pd.DataFrame, seconds: float) -> str:
     """The study's tables as Markdown (benchmarks/results/gband_study_<part>.md)."""
     size_note = "" if sizes == "cpu" else f", {sizes} network sizes"
     lines = [f"# G-band study, {part} part ({PROFILES[part]['name']}, {CROP_SIZE} px crops{size_note})", "",
@@ -187,6 +189,9 @@ def markdown_summary(part: str, sizes: str, sr: pd.DataFrame, over_seeds: pd.Dat
         lines.append(f"| {row['comparison']} | {row['metric']} | {row['experiment']} | {row['baseline']} | "
                      f"{100 * row['difference']:+.1f} | [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}] | "
                      f"{share} |")
+    if len(cells):
+        lines += ["", "## Decoded sex and cell flags", "",
+                  sex_call_sentence(sex_call_summary(cells)), "", flag_summary(cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -236,7 +241,8 @@ def run_part(part: str, workdir: Path, cores: str, collect_only: bool = False, s
     times = model_times(workdir)
     times.to_csv(RESULTS / f"gband_model_times_{name}.csv", index=False)
     shutil.copy(report / "summary.md", RESULTS / f"gband_report_summary_{name}.md")
-    summary_md = markdown_summary(part, sizes, sr, over_seeds, comparisons, times, seconds)
+    cells = pd.read_parquet(summary / "cells.parquet")
+    summary_md = markdown_summary(part, sizes, sr, over_seeds, comparisons, cells, times, seconds)
     (RESULTS / f"gband_study_{name}.md").write_text(summary_md)
     return {"seconds": round(seconds), "profile": profile,
             "sr": sr.round(4).to_dict(orient="records"),

@@ -109,10 +109,7 @@ DATASET = config["dataset"]["name"]
 EXPERIMENTS = {e["name"]: e for e in config["classify"]["experiments"]}
 SEEDS = config["classify"]["seeds"]
 CLASSIFY_SETTINGS = {k: config["classify"][k] for k in ("device", "bf16")}
-CELL_DECODING = {
-    k: config["classify"][k]
-    for k in ("cell_decoding", "flag_likelihood_ratio", "complete_cells")
-}
+CELL_DECODING = {k: config["classify"][k] for k in ("cell_decoding", "flag_likelihood_ratio", "complete_cells")}
 REPORT_TABLES = ["sr_methods", "stage_counts", "class_counts", "rejected", "software"]
 
 

@@ -225,7 +225,8 @@ def generate_photos(out_dir: str | os.PathLike, params: dict | None, seed: int) 
                 quality = int(file_rng.integers(p["jpeg_quality"][0], p["jpeg_quality"][1] + 1))
                 garbage = b""
                 if warned[k]:
-                    garbage = bytes(file_rng.integers(1, 255, size=int(file_rng.integers(2, 5))).astype(np.uint8))
+                    # More bytes than libjpeg's Huffman decoder reads ahead, which it would pass over silently.
+                    garbage = bytes(file_rng.integers(1, 255, size=int(file_rng.integers(16, 33))).astype(np.uint8))
                 img = render_photo(p, seed, s, k, bool(with_spread[k]), style)
                 rel = f"{slide}/{slide}_{k:03d}.jpg"
                 (tmp / rel).write_bytes(encode_jpeg(img, quality, garbage))

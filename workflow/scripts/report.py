@@ -40,7 +40,7 @@ for profile, grid, quality in zip(params.profiles, inputs.grids, inputs.quality)
          tables.comparison(methods, profile)),
         (f"MSE: filter sharpening vs learned sharpening, {profile}",
          "Mean squared error against HR of the bicubic image, the unsharp-mask filter applied to it, and "
-         "every learned method; bold: the lowest of each column (ties included).",
+         "every learned method; bold: the best of each column (the highest PSNR, the lowest MSE; ties included).",
          tables.comparison(methods, profile, filter_columns)),
         (f"No-reference quality before and after enhancement, {profile}",
          "NIQE and PIQE per method and for the HR images; lower is better.", quality),

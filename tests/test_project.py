@@ -13,35 +13,37 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _pins(requirements):
+def _pins(requirements, where):
+    """{name: version} of requirements that must all be pinned exactly (name==version)."""
     pins = {}
     for line in requirements:
-        match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(==|>=)\s*([^\s;]+)", line)
-        assert match, f"unpinned requirement {line!r}"
-        pins[match[1].lower().replace("_", "-")] = (match[2], match[3])
+        match = re.match(r"^([A-Za-z0-9_.\-]+)\s*==\s*([^\s;]+)$", line)
+        assert match, f"{where}: {line!r} is not pinned exactly (name==version)"
+        pins[match[1].lower().replace("_", "-")] = match[2]
     return pins
 
 
 def test_conda_envs_pin_the_same_versions_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     # optional extras count too: the conda envs carry e.g. pydicom so that DICOM reads under --sdm conda
-    declared = _pins(project["dependencies"] + [d for extra in ("dicom",)
-                                                for d in project["optional-dependencies"][extra]])
-    env_files = sorted((REPO / "envs").glob("*.yaml"))
+    declared = _pins(project["dependencies"] + project["optional-dependencies"]["dicom"], "pyproject.toml")
+    env_files = sorted((REPO / "workflow/envs").glob("*.yaml"))
     assert env_files
     for env_file in env_files:
         env = yaml.safe_load(env_file.read_text())
         pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
         assert pip_lists, f"{env_file.name}: no pip section"
-        for name, (op, version) in _pins(pip_lists[0]).items():
-            assert op == "==", f"{env_file.name}: {name} is not pinned exactly"
+        for name, version in _pins(pip_lists[0], env_file.name).items():
             assert name in declared, f"{env_file.name}: {name} is not a dependency in pyproject.toml"
-            declared_op, declared_version = declared[name]
-            if declared_op == "==":
-                assert version == declared_version, f"{env_file.name}: {name} {version} != pyproject {declared_version}"
-            else:
-                assert tuple(map(int, version.split(".")[:2])) >= tuple(map(int, declared_version.split(".")[:2]))
+            assert version == declared[name], f"{env_file.name}: {name} {version} != pyproject {declared[name]}"
         assert any(str(d).startswith("python=3.11") for d in env["dependencies"]), env_file.name
+
+
+def test_readme_installs_the_torch_pyproject_pins():
+    # pip install -e . would otherwise replace the torch the README's first step installed
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (torch,) = [d for d in dependencies if re.match(r"torch\b", d)]
+    assert f"${{TORCH_SPEC:-{torch}}}" in (REPO / "README.md").read_text()
 
 
 def test_every_rule_env_exists():

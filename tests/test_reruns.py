@@ -54,7 +54,7 @@ def checkout(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("checkout")
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
-    for name in ("workflow", "src", "envs", "profiles", "config"):
+    for name in ("workflow", "src", "profiles", "config"):
         shutil.copytree(REPO / name, root / name, ignore=ignore)
     return root
 

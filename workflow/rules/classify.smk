@@ -14,7 +14,7 @@ rule classifier_inputs:
     wildcard_constraints:
         input=r"(lr-[A-Za-z0-9_]+|sr-[A-Za-z0-9_]+-[A-Za-z0-9_]+)",
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     params:
         device=config["classify"]["device"],
@@ -35,7 +35,7 @@ rule balance:
     wildcard_constraints:
         method=r"none|random_oversample|smote",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         balance={k: config["classify"][k] for k in ("sampling_strategy", "k_neighbors")},
         seed=config["seed"],
@@ -59,7 +59,7 @@ rule train_classifier:
     wildcard_constraints:
         seed=r"\d+",
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
@@ -91,7 +91,7 @@ rule predict:
     wildcard_constraints:
         seed=r"\d+",
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     params:
         experiment=lambda wc: experiment_settings(wc.experiment),
@@ -122,7 +122,7 @@ rule classification_summary:
     benchmark:
         "results/benchmarks/classify/summary.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     params:
         experiments=config["classify"]["experiments"],
         bootstrap=config["classify"]["bootstrap"],

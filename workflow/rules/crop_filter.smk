@@ -9,7 +9,7 @@ rule crop_filter:
     benchmark:
         "results/benchmarks/crop_filter/{shard}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         mem_mb=lambda wc, input: max(4 * input.size_mb, 1000),
     params:

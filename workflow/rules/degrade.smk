@@ -12,7 +12,7 @@ rule degrade:
         # Paired profiles come from the paired rule (workflow/rules/register.smk).
         profile="|".join(SYNTHETIC_PROFILES) or "no-synthetic-profiles",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         mem_mb=lambda wc, input: max(4 * input.size_mb, 1000),
     params:

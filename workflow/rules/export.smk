@@ -11,6 +11,6 @@ rule export_images:
     benchmark:
         "results/benchmarks/export/{profile}/{method}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     script:
         "../scripts/export_images.py"

@@ -6,7 +6,7 @@ rule fetch:
     benchmark:
         "results/benchmarks/fetch.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         source=config["dataset"]["source"],
         # The generator's own config slice: synthetic (karyotypes), spreads (metaphase series) or photos.

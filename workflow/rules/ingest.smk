@@ -9,7 +9,7 @@ rule inventory:
     benchmark:
         "results/benchmarks/ingest/inventory.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         dataset=DATASET,
         layout=config["dataset"]["layout"],
@@ -30,7 +30,7 @@ rule ingest:
     benchmark:
         "results/benchmarks/ingest/{shard}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         # The raw files are not a declared input (the folder is), so memory cannot follow input size:
         # the largest image ingest admits, decoded in colour and as grey, and the shard's images.
@@ -54,7 +54,7 @@ rule manifest:
     wildcard_constraints:
         output=r"ingest|crop_filter|tiles|degrade/[A-Za-z0-9_]+|paired/[A-Za-z0-9_]+/hr|sr/[A-Za-z0-9_]+/[A-Za-z0-9_]+",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     script:
         "../scripts/manifest.py"
 
@@ -69,6 +69,6 @@ rule rejected:
     wildcard_constraints:
         stage=r"ingest|crop_filter|tiles",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     script:
         "../scripts/concat_tables.py"

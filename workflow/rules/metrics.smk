@@ -10,7 +10,7 @@ rule fit_niqe:
     benchmark:
         "results/benchmarks/fit_niqe.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         metrics=config["metrics"],
     script:
@@ -29,7 +29,7 @@ rule metrics:
     benchmark:
         "results/benchmarks/metrics/{method}/{profile}/{shard}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         metrics=config["metrics"],
     script:
@@ -48,7 +48,7 @@ rule hr_quality:
     benchmark:
         "results/benchmarks/metrics/HR/{shard}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         metrics=config["metrics"],
     script:
@@ -77,6 +77,6 @@ rule aggregate_metrics:
     benchmark:
         "results/benchmarks/aggregate_metrics.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     script:
         "../scripts/aggregate_metrics.py"

@@ -13,7 +13,7 @@ rule register:
     benchmark:
         "results/benchmarks/register/{shard}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         mem_mb=lambda wc, input: max(6 * input.size_mb, 1000),
     params:
@@ -34,7 +34,7 @@ rule pairs_manifest:
     benchmark:
         "results/benchmarks/register/pairs_manifest.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     script:
         "../scripts/pairs_manifest.py"
 
@@ -54,7 +54,7 @@ rule paired:
     wildcard_constraints:
         profile="|".join(PAIRED) or "no-paired-profiles",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         mem_mb=lambda wc, input: max(6 * input.size_mb, 1000),
     params:

@@ -16,7 +16,7 @@ rule sample_grid:
     benchmark:
         "results/benchmarks/report/samples_{profile}.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     params:
         n_images=config["report"]["sample_images"],
         methods=lambda wc: methods_for(wc.profile),
@@ -41,7 +41,7 @@ rule plot_quality:
     benchmark:
         "results/benchmarks/report/quality_{profile}.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     params:
         methods=lambda wc: methods_for(wc.profile),
     script:
@@ -59,7 +59,7 @@ rule plot_training:
     benchmark:
         "results/benchmarks/report/training_curves.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/plot_training.py"
 
@@ -95,7 +95,7 @@ rule report:
     benchmark:
         "results/benchmarks/report/report.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     params:
         report=config["report"],
         profiles=list(PROFILES),
@@ -122,7 +122,7 @@ rule viewer:
     benchmark:
         "results/benchmarks/report/viewer.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         profiles=viewer_profiles(),
         title=f"{config['report']['title']}: image viewer",

@@ -22,7 +22,7 @@ rule enhance_whole:
     wildcard_constraints:
         profile="|".join(WHOLE_PROFILES) or "no-whole-image-profiles",
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=lambda wc, input: max(40 * input.size_mb, 2000),
@@ -49,7 +49,7 @@ rule whole_quality:
     benchmark:
         "results/benchmarks/enhance/{profile}/quality.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         mem_mb=ENHANCED_IMAGE_MB,
     params:
@@ -75,7 +75,7 @@ rule slide_figure:
     benchmark:
         "results/benchmarks/report/slides_{profile}.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     resources:
         mem_mb=ENHANCED_IMAGE_MB,
     params:
@@ -116,7 +116,7 @@ rule slides_report:
     benchmark:
         "results/benchmarks/report/report.tsv"
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     params:
         report=config["report"],
         profiles=WHOLE_PROFILES,

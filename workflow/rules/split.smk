@@ -13,7 +13,7 @@ rule split:
     benchmark:
         "results/benchmarks/split.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         fractions=config["split"]["fractions"],
         seed=config["seed"],

@@ -13,7 +13,7 @@ rule train_features:
     benchmark:
         "results/benchmarks/train_features.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
@@ -47,7 +47,7 @@ rule train_sr:
     wildcard_constraints:
         model="|".join(SR_MODELS) or "no-learned-models",
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
         gpu=1,
@@ -79,7 +79,7 @@ rule infer_sr:
     wildcard_constraints:
         model="|".join(SR_MODELS) or "no-learned-models",
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
         gpu=1,

@@ -16,7 +16,7 @@ rule tiles:
     benchmark:
         "results/benchmarks/tiles/{shard}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     resources:
         # Images are read one at a time: the largest image ingest admits, its tiles and the
         # shard's kept tiles (no more than its images).
@@ -36,6 +36,6 @@ rule tile_counts:
     log:
         "results/logs/tiles/images.log",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     script:
         "../scripts/concat_tables.py"

@@ -11,7 +11,7 @@ rule upscale:
     wildcard_constraints:
         method=r"nearest|bilinear|bicubic|lanczos|unsharp",
     conda:
-        "../../envs/core.yaml"
+        "../envs/core.yaml"
     params:
         unsharp=lambda wc: config["upscale"]["unsharp"] if wc.method == "unsharp" else None,
     script:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import torch
 import yaml
 
@@ -272,18 +273,19 @@ def test_enhance_files_and_folders_keeps_bit_depth_and_reports_bad_files(trained
     assert "6 image(s) enhanced x2" in result.stderr
     model, _ = sr_infer.load_model(trained["paths"]["sr"])
     for name, image in files.items():
-        target = out / "cell" / (name if name != "e.jpg" else "e.png")
+        stem, extension = name.split(".")
+        target = out / "cell" / f"{stem}_tiny_srcnn_x2.{'png' if extension == 'jpg' else extension}"
         written = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
         assert written.dtype == image.dtype and written.shape == (40, 40), name
         source = image if name != "e.jpg" else cv2.imread(str(inputs / "cell/e.jpg"), cv2.IMREAD_UNCHANGED)
         peak = 65535.0 if image.dtype == np.uint16 else 255.0
         expected = sr_infer.predict_tiled(model, source[None], SCALE, peak, torch.device("cpu"), 0)[0]
         np.testing.assert_array_equal(written, expected, err_msg=name)
-    assert cv2.imread(str(out / "single.tiff"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
+    assert cv2.imread(str(out / "single_tiny_srcnn_x2.tiff"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
     assert {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()} == before
     # Writing into the input folder would replace the inputs: refused file by file.
     single_bytes = single.read_bytes()
-    same = run_cli("enhance", trained["paths"]["sr"], single, "-o", tmp_path, check_rc=1)
+    same = run_cli("enhance", trained["paths"]["sr"], single, "-o", tmp_path, "--suffix", "", check_rc=1)
     assert "would overwrite an input file" in same.stderr and single.read_bytes() == single_bytes
 
 
@@ -322,7 +324,7 @@ def test_cli_output_is_bit_identical_to_the_workflow_infer_sr(trained, tmp_path)
     for image_id, image, split in zip(trained["ids"], trained["lr"], trained["split"]):
         if split == "test":
             _write(folder / f"{image_id}.png", image)
-    run_cli("enhance", trained["paths"]["sr"], folder, "-o", tmp_path / "out", "-q")
+    run_cli("enhance", trained["paths"]["sr"], folder, "-o", tmp_path / "out", "--suffix", "", "-q")
     assert len(meta) == len(list(folder.iterdir())) > 5
     for image_id, expected in zip(meta["image_id"], workflow_images):
         written = cv2.imread(str(tmp_path / "out/lr" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
@@ -412,12 +414,14 @@ def test_enhance_skips_images_outside_the_models_domain_unless_forced(dark_model
     mean = f"mean grey {photo.mean() / 255:.2f}"
     same = _write(tmp_path / "in/same.png", cv2.resize(255 - banded_rod(1, rng, 40), (20, 20),
                                                         interpolation=cv2.INTER_AREA))
-    skipped = run_cli("enhance", dark_model["path"], tmp_path / "in", "-o", tmp_path / "out", check_rc=1)
+    skipped = run_cli("enhance", dark_model["path"], tmp_path / "in", "-o", tmp_path / "out", "--suffix", "",
+                      check_rc=1)
     assert f"skipped {grey}: {mean}, model trained on {trained_on['mean_grey']:.2f}" in skipped.stderr
     assert "results are unreliable; retrain on your images or use --force" in skipped.stderr
     assert f"skipped {same}" not in skipped.stderr and "1 image(s) enhanced" in skipped.stderr
     assert (tmp_path / "out/in/same.png").exists() and not (tmp_path / "out/in/grey.png").exists()
-    forced = run_cli("enhance", dark_model["path"], grey, same, "-o", tmp_path / "forced", "--force", "-q")
+    forced = run_cli("enhance", dark_model["path"], grey, same, "-o", tmp_path / "forced", "--suffix", "", "--force",
+                     "-q")
     assert f"warning: {grey}: {mean}" in forced.stderr and "skipped" not in forced.stderr
     assert str(same) not in forced.stderr
     assert cv2.imread(str(tmp_path / "forced/grey.png"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
@@ -499,3 +503,114 @@ def test_quality_table_with_and_without_references(tmp_path):
                             f"cli.main(['quality', '-q', {str(tmp_path / 'test/r1.png')!r}]); "
                             "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
     assert probe.stdout.strip().endswith("False")
+
+
+# --------------------------------------------------------------------------- published weights, TIFF, conventions
+
+
+def _published_file(path: Path, arch: str) -> torch.nn.Module:
+    """A published-format weights file: an RGB network saved under BasicSR's key names in a
+    ``params_ema`` wrapper, with a ``params`` entry of other weights that must not be used."""
+    torch.manual_seed(0)
+    if arch == "esrgan":
+        network = archs.RRDBNet(4, num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, num_grow_ch=4)
+    else:
+        network = archs.MSRResNet(4, num_in_ch=3, num_out_ch=3, num_feat=8, num_block=3)
+    basicsr_names = {key.replace("conv_up", "upconv") if arch == "msrresnet" else key: value
+                     for key, value in network.state_dict().items()}
+    torch.save({"params": {k: torch.zeros_like(v) for k, v in basicsr_names.items()}, "params_ema": basicsr_names},
+               path)
+    return network.eval()
+
+
+def _ij_tiff(path: Path, image: np.ndarray, pixels_per_micron: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, image, imagej=True, resolution=(pixels_per_micron, pixels_per_micron),
+                     metadata={"unit": "micron", "axes": "YX"})
+    return path
+
+
+@pytest.mark.parametrize("arch", ["esrgan", "msrresnet"])
+def test_published_basicsr_weights_run_directly_and_tiffs_keep_their_scaled_pixel_size(tmp_path, arch):
+    network = _published_file(tmp_path / "published_x4.pth", arch)
+    rng = np.random.default_rng(20)
+    image = rng.integers(0, 65536, (9, 11)).astype(np.uint16)
+    _ij_tiff(tmp_path / "in/cell.tif", image, 10.0)
+    tifffile.imwrite(tmp_path / "in/ome.ome.tif", image, ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1})
+    result = run_cli("enhance", tmp_path / "published_x4.pth", "-i", tmp_path / "in", "-o", tmp_path / "out")
+    assert "2 image(s) enhanced x4" in result.stderr
+    # The RGB network on the grey image given as R = G = B, its three outputs averaged (the grey
+    # model file is the RGB one reduced), rounded to 16 bits.
+    with torch.no_grad():
+        grey = torch.from_numpy(image.astype(np.float32) / 65535)[None, None]
+        expected = network(grey.repeat(1, 3, 1, 1)).mean(1)[0].clamp(0, 1).mul(65535).numpy()
+    with tifffile.TiffFile(tmp_path / "out/in/cell_published_x4_x4.tif") as tif:
+        written = tif.asarray()
+        assert tif.imagej_metadata["unit"] == "micron"
+        assert tif.pages.first.tags["XResolution"].value == (40, 1)  # 10 px/um enlarged x4
+        assert tif.pages.first.tags["YResolution"].value == (40, 1)
+    assert written.dtype == np.uint16 and written.shape == (36, 44)
+    assert np.abs(written.astype(np.float64) - expected).max() <= 1
+    with tifffile.TiffFile(tmp_path / "out/in/ome.ome_published_x4_x4.tif") as tif:
+        assert tif.is_ome and 'PhysicalSizeX="0.025"' in tif.ome_metadata and 'PhysicalSizeY="0.025"' in tif.ome_metadata
+    info = run_cli("info", tmp_path / "published_x4.pth").stdout
+    assert f"arch            {arch}" in info and "scale           4" in info and "input_channels  3" in info
+
+
+def test_published_file_of_an_unknown_network_asks_for_arch(tmp_path):
+    torch.save({"params": {"body.0.weight": torch.zeros(4, 3, 3, 3)}}, tmp_path / "compact.pth")
+    image = _write(tmp_path / "a.png", np.full((8, 8), 100, np.uint8))
+    result = run_cli("enhance", tmp_path / "compact.pth", image, "-o", tmp_path / "out", check_rc=2)
+    assert "cannot tell the network from its weights" in result.stderr and "give --arch esrgan" in result.stderr
+    wrong = run_cli("enhance", tmp_path / "compact.pth", image, "-o", tmp_path / "out", "--arch", "msrresnet",
+                    check_rc=2)
+    assert "not a published msrresnet file" in wrong.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_enhance_takes_real_esrgan_style_options(trained, tmp_path):
+    rng = np.random.default_rng(21)
+    lr = cv2.resize(banded_rod(2, rng, 40), (20, 20), interpolation=cv2.INTER_AREA)
+    _write(tmp_path / "in/a.png", lr)
+    _write(tmp_path / "in/sub/b.png", lr)
+    _write(tmp_path / "in/c.tif", lr.astype(np.uint16) * 257)
+    (tmp_path / "in/notes.txt").write_text("not taken")
+    single = _write(tmp_path / "single.bmp", lr)
+    result = run_cli("enhance", trained["paths"]["sr"], single, "-i", tmp_path / "in", "--glob", "*.png",
+                     "-o", tmp_path / "out", "--suffix", "_sr", "--ext", "tif", "--half", "--device", "cpu")
+    assert "warning: --half applies on a CUDA GPU; running in float32 on cpu" in result.stderr
+    assert "enhance 3/3" in result.stderr  # the progress, a line per file when stderr is no terminal
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*"))
+    assert written == ["in", "in/a_sr.tif", "in/sub", "in/sub/b_sr.tif", "single_sr.tif"]
+    model, _ = sr_infer.load_model(trained["paths"]["sr"])
+    expected = sr_infer.predict_tiled(model, lr[None], SCALE, 255.0, torch.device("cpu"), 0)[0]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out/in/sub/b_sr.tif"), expected)
+    # 16 bits cannot be JPEG: that file is skipped with the reason, the others written.
+    jpeg = run_cli("enhance", trained["paths"]["sr"], "-i", tmp_path / "in", "-o", tmp_path / "jpeg", "--ext", "jpg",
+                   check_rc=1)
+    assert "c.tif: a uint16 image cannot be written as JPEG (8 bits only); use --ext png or tif" in jpeg.stderr
+    assert (tmp_path / "jpeg/in/a_tiny_srcnn_x2.jpg").exists()
+    none = run_cli("enhance", trained["paths"]["sr"], "-o", tmp_path / "none", check_rc=2)
+    assert "no IMAGE_OR_FOLDER given (positional or -i)" in none.stderr
+
+
+def test_tile_auto_runs_whole_images_within_the_memory_bound():
+    bound = cli.AUTO_TILE_OUTPUT_PIXELS
+    assert cli.tile_plan((256, 256), 4, "auto", 16) == (0, bound // (1024 * 1024))
+    assert cli.tile_plan((512, 512), 4, "auto", 16) == (0, 1)  # exactly the bound: whole
+    tile, batch = cli.tile_plan((513, 512), 4, "auto", 16)
+    assert batch == 1 and (tile * 4) ** 2 <= bound and tile < 513
+    assert cli.tile_plan((513, 512), 4, 64, 16) == (64, 16)
+
+
+def test_outputs_are_readable_by_group_and_others_under_umask_022(trained, tmp_path):
+    _write(tmp_path / "in/a.png", np.full((10, 10), 200, np.uint8))
+    previous = os.umask(0o022)
+    try:
+        run_cli("enhance", trained["paths"]["sr"], tmp_path / "in", "-o", tmp_path / "out", "--force", "-q")
+        run_cli("quality", tmp_path / "in", "-o", tmp_path / "quality.csv", "-q")
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "out/in/a_tiny_srcnn_x2.png", tmp_path / "quality.csv"):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644), path

@@ -1,7 +1,7 @@
 """The ``karyosr`` command line: trained models applied to image files outside the workflow.
 
-    karyosr enhance MODEL IMAGE_OR_FOLDER... -o OUT      super-resolve images with an SR model
-    karyosr classify MODEL IMAGE_OR_FOLDER... [-o CSV]   classify single-chromosome images
+    karyosr enhance MODEL [-i] IMAGE_OR_FOLDER... -o OUT   super-resolve images with an SR model
+    karyosr classify MODEL [-i] IMAGE_OR_FOLDER... [-o CSV] classify single-chromosome images
     karyosr info MODEL                                   what a model file says about its model
     karyosr quality IMAGE_OR_FOLDER... [--reference DIR] NIQE, PIQE (and PSNR, SSIM, MSE) per image
 
@@ -9,7 +9,11 @@ argparse, because four subcommands with a handful of options need no third-party
 (one dependency fewer in every environment that installs karyosr).
 
 Models are ``model.safetensors`` files written by the workflow (see karyosr.model_file); SR
-models written as ``model.pt`` by earlier versions load too. Inference is the workflow's own
+models written as ``model.pt`` by earlier versions load too, and so do published BasicSR /
+Real-ESRGAN RRDBNet and MSRResNet weights (karyosr.sr.published). The options follow Real-ESRGAN's
+and BasicSR's scripts where they overlap (``-i``, ``-o``, ``--suffix``, ``--ext``, ``--tile``,
+``--fp32``/``--half``). TIFFs are written with the input's pixel size scaled by the SR factor
+(karyosr.io.tiff). Inference is the workflow's own
 (``sr.infer.predict_tiled`` and ``classify.predict.infer``), so an image gets the same output here as in
 the workflow. torch is imported only by the commands that run a model, so ``--help``, ``info``
 on a safetensors file and ``quality`` start quickly.
@@ -25,15 +29,25 @@ the reason), 2 for a usage error or a model file that cannot be used.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fnmatch
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
-# JPEG is lossy: an enhanced JPEG is written as PNG, which keeps every output pixel.
+# --ext auto keeps the input's format, but JPEG is lossy: an enhanced JPEG is written as PNG,
+# which keeps every output pixel (--ext jpg writes JPEG anyway).
 OUTPUT_SUFFIX = {".jpg": ".png", ".jpeg": ".png"}
+OUTPUT_EXTENSIONS = ("auto", "png", "tif", "jpg")
 DEFAULT_MAX_PIXELS = 50_000_000  # ingest.max_pixels' default: larger files are refused undecoded
+# --tile auto: whole images while one forward pass covers at most this many output pixels (2048 x
+# 2048: a 64-channel feature map at the output size is 1 GiB in float32, and RRDBNet and MSRResNet
+# hold a few at once), batches shrunk to stay within it; larger images in seamless tiles of
+# about that output size. The workflow runs whole images (sr.tile 0) on its small crops.
+AUTO_TILE_OUTPUT_PIXELS = 2048 * 2048
 
 
 class UsageError(Exception):
@@ -82,17 +96,26 @@ class Progress:
         sys.stderr.flush()
 
 
-def collect(inputs: list[str], failures: Failures) -> list[Item]:
+def _wanted(relative: Path, pattern: str | None) -> bool:
+    """A folder's file to take: not hidden, and matching ``pattern`` (fnmatch on the path below the
+    folder, so ``*.tif`` matches in sub-folders too) or, without one, an image file name."""
+    if any(part.startswith(".") for part in relative.parts):
+        return False
+    return fnmatch.fnmatch(relative.as_posix(), pattern) if pattern else relative.suffix.lower() in IMAGE_SUFFIXES
+
+
+def collect(inputs: list[str], failures: Failures, pattern: str | None = None) -> list[Item]:
     """The image files named by ``inputs``: files as given, folders searched recursively for
-    PNG, TIFF, BMP and JPEG files (hidden files skipped). Missing paths are failures."""
+    PNG, TIFF, BMP and JPEG files, or the files matching ``pattern`` (--glob); hidden files are
+    skipped. Missing paths and folders without a file to take are failures."""
     items = []
     for argument in inputs:
         path = Path(argument)
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            files = sorted(f for f in path.rglob("*") if f.is_file() and _wanted(f.relative_to(path), pattern))
             if not files:
-                failures.add(path, f"folder holds no {', '.join(IMAGE_SUFFIXES)} files")
+                wanted = f"files matching --glob {pattern}" if pattern else f"{', '.join(IMAGE_SUFFIXES)} files"
+                failures.add(path, f"folder holds no {wanted}")
             name = path.resolve().name
             items += [Item(f, Path(name) / f.relative_to(path)) for f in files]
         elif path.is_file():
@@ -102,13 +125,18 @@ def collect(inputs: list[str], failures: Failures) -> list[Item]:
     return items
 
 
-def read_image(path: Path, max_pixels: int):
-    """A file decoded to a 2-D uint8 / uint16 array as ingest decodes it (colour -> luminance);
-    raises ValueError (ImageRejected) or OSError with the reason."""
-    from karyosr.io.images import decode_grayscale
+def read_decoded(path: Path, max_pixels: int):
+    """A file decoded as ingest decodes it (karyosr.io.images.Decoded: a 2-D uint8 / uint16
+    array, colour -> luminance, with a TIFF's calibration); raises ValueError (ImageRejected) or
+    OSError with the reason."""
+    from karyosr.io.images import decode_image
 
-    image, _ = decode_grayscale(path.read_bytes(), max_pixels)
-    return image
+    return decode_image(path.read_bytes(), max_pixels, path.name)
+
+
+def read_image(path: Path, max_pixels: int):
+    """The 2-D uint8 / uint16 array of a file (see read_decoded)."""
+    return read_decoded(path, max_pixels).image
 
 
 def chunks(items: list, size: int):
@@ -167,17 +195,20 @@ def _setup_torch(args):
 # --------------------------------------------------------------------------- enhance
 
 
-def output_paths(items: list[Item], out_dir: Path, failures: Failures) -> list[tuple[Item, Path]]:
-    """Where each input's result goes; an output that would replace an input file or another
-    input's output is a failure, so no input is ever overwritten."""
+def output_paths(items: list[Item], out_dir: Path, suffix: str, ext: str, failures: Failures) -> list[tuple[Item, Path]]:
+    """Where each input's result goes: its name with ``suffix`` before the extension, the input's
+    extension (JPEG as PNG) for ``ext`` 'auto', else ``.ext``. An output that would replace an
+    input file or another input's output is a failure, so no input is ever overwritten."""
     inputs = {item.path.resolve() for item in items}
     planned, taken = [], {}
     for item in items:
-        target = out_dir / item.name
-        target = target.with_suffix(OUTPUT_SUFFIX.get(target.suffix.lower(), target.suffix))
+        kept = item.name.suffix
+        extension = OUTPUT_SUFFIX.get(kept.lower(), kept) if ext == "auto" else f".{ext}"
+        target = out_dir / item.name.with_name(item.name.stem + suffix + extension)
         resolved = target.resolve()
         if resolved in inputs:
-            failures.add(item.path, f"its output {target} would overwrite an input file; choose another -o folder")
+            failures.add(item.path, f"its output {target} would overwrite an input file; choose another -o folder "
+                                    "or a --suffix")
         elif resolved in taken:
             failures.add(item.path, f"its output {target} is already the output of {taken[resolved]}")
         else:
@@ -186,51 +217,120 @@ def output_paths(items: list[Item], out_dir: Path, failures: Failures) -> list[t
     return planned
 
 
-def cmd_enhance(args) -> int:
-    _check_model(args.model, "sr")
+def _load_sr(args):
+    """The SR model of ``args.model`` and its metadata: a karyosr model file, or a published
+    weights file without karyosr metadata (BasicSR / Real-ESRGAN .pth), whose network is read from
+    its keys (``--arch`` when they do not tell)."""
+    from karyosr import model_file
+
+    metadata = _load(model_file.read_metadata, args.model)
+    if metadata:
+        if args.arch:
+            raise UsageError(f"--arch {args.arch}: {args.model} is a karyosr model file, which names its own "
+                             "architecture; --arch is for published weights files")
+        _load(lambda p: model_file.require_kind(model_file.ModelFile(Path(p), {}, metadata), "sr"), args.model)
+        from karyosr.sr import infer
+
+        return _load(infer.load_model, args.model)
+    from karyosr.sr import published
+
+    return _load(lambda p: published.load_model(p, args.arch), args.model)
+
+
+def precision(args, device, command: str):
+    """(bf16 autocast flag for the inference functions, an extra autocast context): the workflow's
+    bf16 on CUDA unless --fp32; with --half on a GPU without bf16, float16 autocast instead.
+    --half on the CPU runs float32 with a warning: the CPU gains nothing from half precision."""
+    import torch
+
+    if args.half and device.type != "cuda":
+        print(f"karyosr {command}: warning: --half applies on a CUDA GPU; running in float32 on {device}",
+              file=sys.stderr)
+        return False, contextlib.nullcontext()
+    if args.half and not torch.cuda.is_bf16_supported():
+        return False, torch.autocast("cuda", dtype=torch.float16)
+    return not args.fp32, contextlib.nullcontext()
+
+
+def tile_plan(shape: tuple[int, int], scale: int, tile: int | str, batch_size: int) -> tuple[int, int]:
+    """(tile side in LR pixels, 0 for whole images; images per forward pass) for images of
+    ``shape``: ``tile`` and ``batch_size`` as given, or for --tile auto whole images in batches
+    that stay within AUTO_TILE_OUTPUT_PIXELS and tiles of that output size one image at a time
+    beyond it."""
+    if tile != "auto":
+        return int(tile), batch_size
+    output_pixels = shape[0] * shape[1] * scale * scale
+    if output_pixels <= AUTO_TILE_OUTPUT_PIXELS:
+        return 0, max(1, min(batch_size, AUTO_TILE_OUTPUT_PIXELS // output_pixels))
+    return math.isqrt(AUTO_TILE_OUTPUT_PIXELS) // scale, 1
+
+
+def encode_output(image, target: Path, decoded, scale: int) -> bytes:
+    """The enhanced image as ``target``'s format: TIFF through karyosr.io.tiff with the input's
+    calibration scaled by ``scale`` (ImageJ, OME or resolution tags), other formats through
+    OpenCV; ValueError with the reason otherwise (16-bit as JPEG)."""
     import cv2
+
+    from karyosr.io import tiff
+
+    extension = target.suffix.lower()
+    if extension in (".tif", ".tiff"):
+        calibration = decoded.calibration.scaled(scale) if decoded.calibration else None
+        return tiff.encode(image, calibration)
+    if extension in (".jpg", ".jpeg") and image.dtype != "uint8":
+        raise ValueError(f"a {image.dtype} image cannot be written as JPEG (8 bits only); use --ext png or tif")
+    ok, encoded = cv2.imencode(extension, image)
+    if not ok:
+        raise ValueError(f"cannot encode the output as {extension}")
+    return encoded.tobytes()
+
+
+def cmd_enhance(args) -> int:
     import numpy as np
 
     from karyosr.io import atomic
     from karyosr.io.images import data_range
     from karyosr.sr import infer
 
-    model, meta = _load(infer.load_model, args.model)
+    model, meta = _load_sr(args)
     device = _setup_torch(args)
     model = model.to(device)
+    bf16, autocast = precision(args, device, "enhance")
     scale = int(meta["scale"])
+    suffix = f"_{meta['name']}_x{scale}" if args.suffix is None else args.suffix
     failures = Failures()
-    items = collect(args.inputs, failures)
+    items = collect(input_paths(args), failures, args.glob)
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"-o {out_dir}: exists and is not a folder")
-    planned = output_paths(items, out_dir, failures)
+    planned = output_paths(items, out_dir, suffix, args.ext, failures)
     progress = Progress("enhance", len(planned), args.quiet)
     written = 0
     for chunk in chunks(planned, args.batch_size):
         groups: dict[tuple, list] = {}
         for item, target in chunk:
             try:
-                image = read_image(item.path, args.max_pixels)
+                decoded = read_decoded(item.path, args.max_pixels)
             except (OSError, ValueError) as exc:
                 failures.add(item.path, str(exc))
                 progress.advance(item.path)
                 continue
-            if out_of_domain(item.path, image, meta.get("domain"), args.force, failures, "enhance"):
+            if out_of_domain(item.path, decoded.image, meta.get("domain"), args.force, failures, "enhance"):
                 progress.advance(item.path)
                 continue
-            groups.setdefault((image.shape, image.dtype.str), []).append((item, target, image))
-        for members in groups.values():
-            lr = np.stack([image for _, _, image in members])
-            sr = infer.predict_tiled(model, lr, scale, data_range(lr.dtype), device, args.tile, args.overlap,
-                                     batch_size=args.batch_size, bf16=not args.fp32)
-            for (item, target, _), out in zip(members, sr):
-                ok, encoded = cv2.imencode(target.suffix, out)
-                if not ok:
-                    failures.add(item.path, f"cannot encode the output as {target.suffix}")
-                else:
-                    atomic.write_bytes(target, encoded.tobytes())
+            groups.setdefault((decoded.image.shape, decoded.image.dtype.str), []).append((item, target, decoded))
+        for (shape, _), members in groups.items():
+            lr = np.stack([decoded.image for _, _, decoded in members])
+            tile, batch = tile_plan(shape, scale, args.tile, args.batch_size)
+            with autocast:
+                sr = infer.predict_tiled(model, lr, scale, data_range(lr.dtype), device, tile, args.overlap,
+                                         batch_size=batch, bf16=bf16)
+            for (item, target, decoded), out in zip(members, sr):
+                try:
+                    atomic.write_bytes(target, encode_output(out, target, decoded, scale))
                     written += 1
+                except ValueError as exc:
+                    failures.add(item.path, str(exc))
                 progress.advance(item.path)
     if not args.quiet:
         print(f"karyosr enhance: {written} image(s) enhanced x{scale} into {out_dir}", file=sys.stderr)
@@ -253,9 +353,10 @@ def cmd_classify(args) -> int:
     _load(lambda _: inputs.input_crop(meta), args.model)
     device = _setup_torch(args)
     model = model.to(device)
+    bf16, autocast = precision(args, device, "classify")
     names = list(meta["class_names"])
     failures = Failures()
-    items = collect(args.inputs, failures)
+    items = collect(input_paths(args), failures, args.glob)
     if args.output and Path(args.output).resolve() in {item.path.resolve() for item in items}:
         raise UsageError(f"-o {args.output}: is one of the input files")
     progress = Progress("classify", len(items), args.quiet)
@@ -276,8 +377,9 @@ def cmd_classify(args) -> int:
             groups.setdefault(image.dtype.str, []).append((item, image))
         for members in groups.values():
             stack = np.stack([image for _, image in members])
-            p, _ = predict.infer(model, stack, data_range(stack.dtype), device, bf16=not args.fp32, tta=bool(meta["tta"]),
-                                 batch_size=args.batch_size, temperature=predict.temperature_of(meta))
+            with autocast:
+                p, _ = predict.infer(model, stack, data_range(stack.dtype), device, bf16=bf16, tta=bool(meta["tta"]),
+                                     batch_size=args.batch_size, temperature=predict.temperature_of(meta))
             for (item, _), row in zip(members, p):
                 done.append(item)
                 probabilities.append(row)
@@ -325,18 +427,32 @@ def _value(value) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
 
 
+def _published_info(path: str) -> dict:
+    """What a weights file without karyosr metadata holds: a published SR network's layout, or a
+    UsageError saying it is neither a karyosr model nor a recognised published network."""
+    from karyosr import model_file
+    from karyosr.sr import published
+
+    try:
+        found = published.layout(_load(model_file.read_state_dict, path), path)
+    except ValueError as exc:
+        raise UsageError(f"{path}: no karyosr metadata (not a model the workflow wrote) and not a published SR "
+                         f"network either: {exc}") from exc
+    return {"kind": "sr", "published": True, "name": Path(path).stem, **found}
+
+
 def cmd_info(args) -> int:
     from karyosr import model_file
 
     meta = _load(model_file.read_metadata, args.model)
     if not meta:
-        raise UsageError(f"{args.model}: no karyosr metadata (a bare weights file, not a model the workflow wrote)")
+        meta = _published_info(args.model)
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return 0
     from karyosr import domain
 
-    first = ("kind", "name", "description", "arch", "backbone", "input", "scale", "input_size", "bit_depth",
+    first = ("kind", "published", "name", "description", "arch", "backbone", "input", "scale", "input_size", "bit_depth",
              "best_epoch", "validation", "profile", "crop", "domain", "karyosr_version", "config_hash")
     keys = [k for k in first if k in meta] + sorted(k for k in meta if k not in first)
     width = max(map(len, keys))
@@ -435,7 +551,7 @@ def cmd_quality(args) -> int:
     from karyosr.quality.scoring import no_reference
 
     failures = Failures()
-    items = collect(args.inputs, failures)
+    items = collect(input_paths(args), failures, args.glob)
     if args.output and Path(args.output).resolve() in {item.path.resolve() for item in items}:
         raise UsageError(f"-o {args.output}: is one of the input files")
     by_stem, decoded = _references(args.reference, args.max_pixels) if args.reference else ({}, {})
@@ -495,13 +611,37 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _tile(text: str) -> int | str:
+    return text if text == "auto" else _non_negative(text)
+
+
+def input_paths(args) -> list[str]:
+    """The positional inputs and the -i ones, in that order."""
+    return list(args.inputs) + list(args.input or [])
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files and folders (or -i)")
+    parser.add_argument("-i", "--input", action="append", metavar="IMAGE_OR_FOLDER",
+                        help="an image file or folder (repeatable; beside or instead of the positional ones)")
+    parser.add_argument("--glob", metavar="PATTERN",
+                        help="take the files of input folders that match PATTERN, e.g. '*.tif' (quoted; matched "
+                             "against the path below the folder; default: every PNG, TIFF, BMP and JPEG file)")
+
+
 def _run_options(parser: argparse.ArgumentParser, batch: int) -> None:
     parser.add_argument("--device", default="auto", help="'auto' (a CUDA GPU when visible, else the CPU), 'cpu', "
                         "'cuda' or 'cuda:N' (default: auto)")
     parser.add_argument("--batch-size", type=_positive, default=batch,
                         help=f"images decoded and run together (default: {batch})")
     parser.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--fp32", action="store_true", help="on CUDA, run in float32 instead of bf16 autocast")
+    precision_options = parser.add_mutually_exclusive_group()
+    precision_options.add_argument("--fp32", action="store_true",
+                                   help="on CUDA, run in float32 instead of bf16 autocast (the default there)")
+    precision_options.add_argument("--half", action="store_true",
+                                   help="half precision on CUDA: bf16 autocast where the GPU has bf16 (the default "
+                                        "there, as the workflow's sr.bf16), fp16 autocast where it has not (V100, "
+                                        "T4); on the CPU it is ignored with a warning (float32)")
     parser.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse larger images without decoding them (default: {DEFAULT_MAX_PIXELS})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
@@ -518,15 +658,28 @@ def build_parser() -> argparse.ArgumentParser:
     enhance = commands.add_parser(
         "enhance", help="super-resolve images with an SR model",
         description="Super-resolve image files (PNG, TIFF, BMP, JPEG; 8 or 16 bit, colour is reduced to grey) "
-                    "with an SR model. Each output keeps its input's name and bit depth (JPEG inputs are written "
-                    "as PNG); a folder's files go to OUT/<folder name>/, keeping sub-folders. Inputs are never "
-                    "overwritten. Unreadable files are skipped and named with the reason (exit status 1).")
-    enhance.add_argument("model", help="model.safetensors of an SR model (or an SR model.pt)")
-    enhance.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+                    "with an SR model: a karyosr model file, or a published BasicSR / Real-ESRGAN RRDBNet or "
+                    "MSRResNet .pth run as it is (its network read from the weights' names; RGB weights reduced to "
+                    "grey). Each output is named after its input with --suffix, keeps its bit depth and, as TIFF, "
+                    "the input's pixel size scaled by the SR factor (resolution tags, ImageJ, OME); a folder's files "
+                    "go to OUT/<folder name>/, keeping sub-folders. Inputs are never overwritten. Unreadable files "
+                    "are skipped and named with the reason (exit status 1).")
+    enhance.add_argument("model", help="model.safetensors of an SR model (or an SR model.pt), or a published "
+                                       "RRDBNet / MSRResNet weights file (.pth)")
+    _input_options(enhance)
     enhance.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
-    enhance.add_argument("--tile", type=_non_negative, default=256,
-                         help="images larger than this many LR pixels a side are run in tiles (0: whole images; "
-                              "default: 256)")
+    enhance.add_argument("--suffix", help="added to each output's file name before the extension (default: "
+                                          "_<model name>_x<scale>; '' keeps the input's name)")
+    enhance.add_argument("--ext", choices=OUTPUT_EXTENSIONS, default="auto",
+                         help="output format: auto keeps the input's (JPEG inputs as lossless PNG), or png, tif, jpg "
+                              "(8-bit images only) (default: auto)")
+    enhance.add_argument("--arch", choices=("esrgan", "msrresnet"),
+                         help="the network of a published weights file whose keys do not say it (RRDBNet: esrgan)")
+    enhance.add_argument("--tile", type=_tile, default="auto",
+                         help="tile side in LR pixels: images larger than this a side are run in seamless tiles (0: "
+                              "whole images); auto runs whole images up to "
+                              f"{AUTO_TILE_OUTPUT_PIXELS // 1_000_000} Mpx of output and tiles larger ones, bounding "
+                              "memory (default: auto)")
     enhance.add_argument("--overlap", type=_non_negative, default=16,
                          help="LR pixels of context read around each tile; overlapping tiles are blended with "
                               "ramps that ignore the outer half of the context, so tiles join without seams "
@@ -547,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "enhanced by that SR model), those of lr: and super: inputs take LR images. Writes a CSV table: "
                     "file, predicted class and the top 3 classes with their probabilities.")
     classify.add_argument("model", help="model.safetensors of a classifier")
-    classify.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    _input_options(classify)
     classify.add_argument("-o", "--output", metavar="CSV", help="write the table here (default: stdout)")
     classify.add_argument("--cell-decode", action="store_true",
                           help="the images of each folder are the chromosomes of one metaphase cell: label them "
@@ -587,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "given. Images NIQE or PIQE cannot score (flat, smaller than a patch) get an empty value and "
                     "a note; unreadable files, and with --reference files without a reference of the same size "
                     "and bit depth, are skipped with the reason (exit status 1).")
-    quality.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    _input_options(quality)
     quality.add_argument("--reference", metavar="DIR",
                          help="folder of reference images, matched to the inputs by file name without suffix "
                               "(searched recursively); adds psnr, ssim, mse")
@@ -607,6 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if "inputs" in args and not input_paths(args):
+        parser.error(f"{args.command}: no IMAGE_OR_FOLDER given (positional or -i)")
     try:
         return args.handler(args)
     except UsageError as exc:

@@ -1,13 +1,36 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one.
+
+Temporary files and folders are created with ``os.open(..., 0o666)`` / ``os.mkdir(..., 0o777)``,
+not ``tempfile.mkstemp`` / ``mkdtemp`` (which make them 0600 / 0700, private to the owner): the
+kernel then applies the umask (and a folder's default ACL) as for any file a program creates, so
+an output ends as 0644 under umask 0022, readable by the group and others like the rest of the
+results. Letting the kernel apply it means the umask is never read, since reading it means
+setting it, and another thread could create files under the wrong umask meanwhile.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+_NAME_ATTEMPTS = 100
+
+
+def _create_unique(folder: Path, prefix: str, create: Callable[[Path], None]) -> Path:
+    """``create`` a new file system entry named ``prefix`` + 8 random hex digits in ``folder`` (it
+    raises FileExistsError for a name that is taken: another random name is tried)."""
+    for _ in range(_NAME_ATTEMPTS):
+        candidate = folder / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            create(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: no free temporary name {prefix}* after {_NAME_ATTEMPTS} attempts")
 
 
 @contextlib.contextmanager
@@ -20,9 +43,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_unique(target.parent, f".{target.name}.tmp-",
+                         lambda name: os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)))
     try:
         yield tmp
         os.replace(tmp, target)
@@ -36,7 +58,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     block succeeds, so a generated folder appears complete or not at all. On failure it is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+    tmp = _create_unique(target.parent, f"{target.name}.tmp-", lambda name: os.mkdir(name, 0o777))
     try:
         yield tmp
         if target.exists():

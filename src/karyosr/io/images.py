@@ -3,7 +3,8 @@
 PNG, BMP, TIFF and JPEG go through OpenCV; what its codec libraries print to the C stderr while
 decoding (libjpeg's "Corrupt JPEG data: ..." warnings) is captured and returned with the image.
 DICOM (``.dcm``, or any file with the ``DICM`` preamble) goes through pydicom, the optional extra
-``karyosr[dicom]``: see ``_decode_dicom`` for the mapping of its values to uint16.
+``karyosr[dicom]``: see ``_decode_dicom`` for the mapping of its values to uint16. A TIFF's pixel
+size (resolution tags, ImageJ header, OME-XML) is read by karyosr.io.tiff.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from karyosr.io import tiff
 
 
 def data_range(dtype) -> float:
@@ -50,27 +53,10 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         width, height = struct.unpack("<ii", data[18:26])
         return abs(height), abs(width)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff_size(data)
+        return tiff.header_size(data)
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
     return None
-
-
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    endian = "<" if data[:2] == b"II" else ">"
-    try:
-        (offset,) = struct.unpack(endian + "I", data[4:8])
-        (count,) = struct.unpack(endian + "H", data[offset : offset + 2])
-        size = {}
-        for i in range(count):
-            entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
-            tag, kind = struct.unpack(endian + "HH", entry[:4])
-            if tag in (256, 257):  # ImageWidth, ImageLength
-                fmt = endian + ("H" if kind == 3 else "I")
-                size[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
-        return (size[257], size[256]) if len(size) == 2 else None
-    except (struct.error, KeyError):
-        return None
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -91,11 +77,6 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 DICOM_EXTRA_MISSING = "install karyosr[dicom] (pydicom) to read DICOM files"
 # Longest decode_warning kept (a badly damaged JPEG can make libjpeg print many lines).
 MAX_WARNING_CHARS = 1000
-# Resolutions (dots per inch) that programs write by default, saying nothing about the sample.
-SCREEN_DPI = (72.0, 96.0)
-_MICRONS_PER_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0,
-                     "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "inch": 25400.0}
-_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1}
 
 
 @dataclass(frozen=True)
@@ -109,7 +90,8 @@ class Decoded:
     ``pixel_size_um``: side of a pixel in micrometres (NaN when the file does not say);
     ``rescale_slope``, ``rescale_intercept``: the physical value of a pixel (DICOM: the modality
     value, e.g. Hounsfield units) is ``pixel * rescale_slope + rescale_intercept``; 1 and 0 for
-    every file that is not DICOM (the value is the grey level in the file).
+    every file that is not DICOM (the value is the grey level in the file);
+    ``calibration``: a TIFF's pixel size records (karyosr.io.tiff.Calibration), None for other files.
     """
 
     image: np.ndarray
@@ -118,6 +100,7 @@ class Decoded:
     pixel_size_um: float = math.nan
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
+    calibration: tiff.Calibration | None = None
 
 
 def _tidy_warning(text: str) -> str:
@@ -169,75 +152,6 @@ def _imdecode_with_messages(data: bytes) -> tuple[np.ndarray | None, str]:
         os.lseek(sink, 0, os.SEEK_SET)
         text = os.read(sink, 4 * MAX_WARNING_CHARS).decode("utf-8", "replace")
     return image, _tidy_warning(text)
-
-
-def _tiff_entries(data: bytes) -> tuple[str, dict[int, tuple[int, bytes]]] | None:
-    """The first IFD of a TIFF as {tag: (field type, value bytes)}, for the field types read here."""
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
-        return None
-    endian = "<" if data[:2] == b"II" else ">"
-    entries = {}
-    try:
-        (offset,) = struct.unpack(endian + "I", data[4:8])
-        (count,) = struct.unpack(endian + "H", data[offset : offset + 2])
-        for i in range(count):
-            entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
-            tag, kind, n = struct.unpack(endian + "HHI", entry[:8])
-            if kind not in _TIFF_TYPE_SIZES:
-                continue
-            length = _TIFF_TYPE_SIZES[kind] * n
-            if length <= 4:
-                value = entry[8 : 8 + length]
-            else:
-                (where,) = struct.unpack(endian + "I", entry[8:12])
-                value = data[where : where + length]
-            if len(value) == length:
-                entries[tag] = (kind, value)
-    except struct.error:
-        return None
-    return endian, entries
-
-
-def tiff_pixel_size_um(data: bytes) -> float:
-    """Pixel side in micrometres from a TIFF's resolution tags, NaN when they do not say.
-
-    XResolution/YResolution (pixels per unit) with ResolutionUnit cm, or inch (the TIFF default)
-    except the 72 and 96 dpi that programs write when they know no size; ImageJ/Fiji files say
-    their unit (micron, nm, mm, ...) in the ImageDescription (``unit=micron``) instead. The mean of
-    the two axes when they differ.
-    """
-    parsed = _tiff_entries(data)
-    if parsed is None:
-        return math.nan
-    endian, tags = parsed
-
-    def per_unit(tag):
-        if tags.get(tag, (0,))[0] != 5:
-            return None
-        numerator, denominator = struct.unpack(endian + "II", tags[tag][1][:8])
-        return numerator / denominator if numerator and denominator else None
-
-    x = per_unit(282)
-    y = per_unit(283) or x
-    if x is None:
-        return math.nan
-    unit = struct.unpack(endian + "H", tags[296][1][:2])[0] if tags.get(296, (0,))[0] == 3 else 2
-    description = tags[270][1].split(b"\0")[0].decode("utf-8", "replace") if tags.get(270, (0,))[0] == 2 else ""
-    microns = None
-    if description.startswith("ImageJ="):
-        named = [line[5:].strip().lower() for line in description.splitlines() if line.startswith("unit=")]
-        if named:
-            microns = _MICRONS_PER_UNIT.get(named[0])
-            if microns is None:  # 'pixel' or a unit that is no length
-                return math.nan
-    if microns is None:
-        if unit == 3:
-            microns = 1e4
-        elif unit == 2 and x not in SCREEN_DPI:
-            microns = 25400.0
-        else:
-            return math.nan
-    return (microns / x + microns / y) / 2
 
 
 def is_dicom(data: bytes, name: str = "") -> bool:
@@ -410,7 +324,9 @@ def decode_image(data: bytes, max_pixels: int, name: str = "") -> Decoded:
     if image.size > max_pixels:
         # Formats whose header header_size() cannot read are checked after decoding.
         raise ImageRejected(f"{image.shape[0]}x{image.shape[1]} = {image.size} pixels exceeds ingest.max_pixels {max_pixels}")
-    return Decoded(np.ascontiguousarray(image), converted, warning, tiff_pixel_size_um(data))
+    calibration = tiff.read_calibration(data)
+    pixel_size = calibration.pixel_size_um() if calibration else math.nan
+    return Decoded(np.ascontiguousarray(image), converted, warning, pixel_size, calibration=calibration)
 
 
 def decode_grayscale(data: bytes, max_pixels: int, name: str = "") -> tuple[np.ndarray, str]:

@@ -35,6 +35,7 @@ from torch import nn
 from karyosr.model_file import read_state_dict
 from karyosr.sr.archs.discriminator import VGGStyleDiscriminator
 from karyosr.sr.archs.feature_extractor import VGG19_LAYERS, SmallFeatureCNN, VGG19Features
+from karyosr.sr.archs.msrresnet import MSRResNet
 from karyosr.sr.archs.rrdbnet import RRDBNet, adapt_rgb_state_dict, rename_legacy_esrgan_keys
 from karyosr.sr.archs.srcnn import SRCNN
 from karyosr.sr.archs.srfbn import SRFBN, StepAttention, srfbn_loss
@@ -54,6 +55,7 @@ ARCHS: dict[str, type[nn.Module]] = {
 
 __all__ = [
     "ARCHS",
+    "MSRResNet",
     "RRDBNet",
     "SRCNN",
     "SRFBN",
@@ -68,6 +70,7 @@ __all__ = [
     "build_sr",
     "describe",
     "final_output",
+    "fit_published_state",
     "load_weights",
     "rename_legacy_esrgan_keys",
     "srfbn_loss",
@@ -150,28 +153,34 @@ def load_weights(model: nn.Module, path, strict: bool = True) -> nn.Module:
       objects is refused with a ValueError naming the file.
     * Unwraps ``{"params_ema": ...}`` (preferred) / ``{"params": ...}`` / ``{"state_dict": ...}``
       and a ``module.`` prefix.
-    * For a 1-channel :class:`RRDBNet`, a 3-channel checkpoint is reduced with
-      :func:`adapt_rgb_state_dict` (conv_first summed over RGB, conv_last averaged); names from
-      the original ESRGAN repository (``RRDB_trunk``, ``trunk_conv``, ...) are renamed first.
+    * For a 1-channel :class:`RRDBNet` or :class:`MSRResNet`, a 3-channel checkpoint is reduced
+      with :func:`adapt_rgb_state_dict` (conv_first summed over RGB, conv_last averaged); names
+      from the original ESRGAN repository (``RRDB_trunk``, ``trunk_conv``, ...) are renamed first
+      (:func:`fit_published_state`).
     * Key mismatches raise ValueError naming the file and a few missing / unexpected keys; with
       ``strict=False`` missing and unexpected keys are only logged (e.g. loading a public x4
       ESRGAN file into an x2 model, which has no ``conv_up2``). Shape mismatches always raise.
     """
-    state = read_state_dict(path)
+    return apply_state_dict(model, fit_published_state(model, read_state_dict(path), path), path, strict)
 
-    if isinstance(model, RRDBNet):
-        state = rename_legacy_esrgan_keys(state)
-    if isinstance(model, RRDBNet) and "conv_first.weight" in state:
+
+def fit_published_state(model: nn.Module, state: dict, path) -> dict:
+    """``state`` in the layout of ``model`` where it is a published layout of it: for an
+    :class:`RRDBNet` or BasicSR's :class:`MSRResNet`, names of the original ESRGAN repository
+    (and MSRResNet's ``upconv1``/``upconv2``) renamed, and a 3-channel (RGB) checkpoint reduced to
+    a 1-channel model with :func:`adapt_rgb_state_dict`; other models' states pass unchanged."""
+    if not isinstance(model, (RRDBNet, MSRResNet)):
+        return state
+    state = rename_legacy_esrgan_keys(state)
+    if "conv_first.weight" in state:
         in_ch = state["conv_first.weight"].shape[1]
         if in_ch != model.conv_first.in_channels:
             if in_ch == 3 and model.conv_first.in_channels == 1:
                 state = adapt_rgb_state_dict(state)
-                log.info("%s: 3-channel RRDBNet checkpoint reduced to 1 channel", path)
+                log.info("%s: 3-channel checkpoint reduced to 1 channel", path)
             elif in_ch in (12, 48):
                 raise ValueError(
                     f"{path}: conv_first takes {in_ch} channels: a Real-ESRGAN pixel-unshuffle (x2/x1) checkpoint,"
                     " which this RRDBNet does not support; use an x4 checkpoint"
                 )
-
-    return apply_state_dict(model, state, path, strict)
-
+    return state

@@ -68,8 +68,9 @@ def run_fold(job: dict) -> pd.DataFrame:
     images, labels, cells = job["images"], job["labels"], job["cells"]
     test, val = np.isin(cells, job["test_cells"]), np.isin(cells, job["val_cells"])
     train = ~test & ~val
-    experiment = validate({"classify": {"experiments": [{**CLASSIFIER, "name": job["input"], "input": "hr",
-                                                                 "epochs": job["epochs"]}]}})
+    # job["recipe"]: the experiment keys a caller sets instead of the study's (backbone, its options, ...)
+    recipe = job.get("recipe") or {**CLASSIFIER, "epochs": job["epochs"]}
+    experiment = validate({"classify": {"experiments": [{**recipe, "name": job["input"], "input": "hr"}]}})
     experiment = {**experiment["classify"]["experiments"][0], "device": "cpu", "bf16": False}
     seed_everything(job["seed"])
     start = time.perf_counter()
@@ -87,6 +88,7 @@ def run_fold(job: dict) -> pd.DataFrame:
                          "predicted": probabilities.argmax(1), "probabilities": list(probabilities),
                          "raw_probabilities": list(calibration.probabilities(logits)),
                          "experiment": job["input"], "seed": job["seed"], "fold": job["fold"], "seconds": seconds,
+                         "parameters": sum(p.numel() for p in model.parameters()),
                          **{k: calibrated[k] for k in ("temperature", "val_nll_before", "val_nll_after")}})
 
 

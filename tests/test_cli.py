@@ -595,15 +595,6 @@ def test_enhance_takes_real_esrgan_style_options(trained, tmp_path):
     assert "no IMAGE_OR_FOLDER given (positional or -i)" in none.stderr
 
 
-def test_tile_auto_runs_whole_images_within_the_memory_bound():
-    bound = cli.AUTO_TILE_OUTPUT_PIXELS
-    assert cli.tile_plan((256, 256), 4, "auto", 16) == (0, bound // (1024 * 1024))
-    assert cli.tile_plan((512, 512), 4, "auto", 16) == (0, 1)  # exactly the bound: whole
-    tile, batch = cli.tile_plan((513, 512), 4, "auto", 16)
-    assert batch == 1 and (tile * 4) ** 2 <= bound and tile < 513
-    assert cli.tile_plan((513, 512), 4, 64, 16) == (64, 16)
-
-
 def test_outputs_are_readable_by_group_and_others_under_umask_022(trained, tmp_path):
     _write(tmp_path / "in/a.png", np.full((10, 10), 200, np.uint8))
     previous = os.umask(0o022)

@@ -119,3 +119,26 @@ def test_select_pairs_names_the_key_and_value_it_cannot_find():
         export.select_pairs({"images": True, "profiles": ["x2"], "methods": ["srresnet"]}, PROFILES, _methods_for)
     with pytest.raises(ValueError, match="'HR' clashes"):
         export.select_pairs({"images": True}, ["x4"], lambda p: ["bicubic", "HR"])
+
+
+def test_16_bit_exports_carry_the_pixel_size_fiji_reads(tmp_path):
+    """HR crops record the ingested file's pixel size; crop_filter shrank the second crop to half
+    (crop_scale 0.5), so its pixels are twice as large. LR images get theirs from the HR table."""
+    tifffile = pytest.importorskip("tifffile")
+    ids = ["d/c/a", "d/c/b", "d/c/unknown"]
+    _shard(tmp_path / "hr.parquet", ids, dtype=np.uint16, size=(8, 8), pixel_size_um=[0.1, 0.1, np.nan],
+           crop_scale=[1.0, 0.5, 1.0])
+    index = export.export_images([tmp_path / "hr.parquet"], set(ids), tmp_path / "HR")
+    assert list(index["pixel_size_um"].round(6)[:2]) == [0.1, 0.2] and np.isnan(index["pixel_size_um"][2])
+    for name, per_micron in (("d__c__a.tif", 10), ("d__c__b.tif", 5)):
+        with tifffile.TiffFile(tmp_path / "HR" / name) as tif:
+            assert tif.imagej_metadata["unit"] == "micron" and tif.pages.first.dtype == np.uint16
+            assert tif.pages.first.tags["XResolution"].value == (per_micron, 1)
+    with tifffile.TiffFile(tmp_path / "HR/d__c__unknown.tif") as tif:
+        assert not tif.is_imagej and int(tif.pages.first.tags["ResolutionUnit"].value) == 1  # no length
+    hr_meta = pd.DataFrame({"image_id": ids, "pixel_size_um": [0.1, 0.1, np.nan], "crop_scale": [1.0, 0.5, 1.0]})
+    assert export.pixel_sizes(hr_meta, 4) == pytest.approx({"d/c/a": 0.4, "d/c/b": 0.8})
+    _shard(tmp_path / "lr.parquet", ids[:1], dtype=np.uint16, size=(2, 2))
+    export.export_images([tmp_path / "lr.parquet"], set(ids[:1]), tmp_path / "LR", sizes=export.pixel_sizes(hr_meta, 4))
+    with tifffile.TiffFile(tmp_path / "LR/d__c__a.tif") as tif:
+        assert tif.pages.first.tags["XResolution"].value == (5, 2)  # 2.5 pixels per micron

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import fnmatch
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +42,6 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 OUTPUT_SUFFIX = {".jpg": ".png", ".jpeg": ".png"}
 OUTPUT_EXTENSIONS = ("auto", "png", "tif", "jpg")
 DEFAULT_MAX_PIXELS = 50_000_000  # ingest.max_pixels' default: larger files are refused undecoded
-# --tile auto: whole images while one forward pass covers at most this many output pixels (2048 x
-# 2048: a 64-channel feature map at the output size is 1 GiB in float32, and RRDBNet and MSRResNet
-# hold a few at once), batches shrunk to stay within it; larger images in seamless tiles of
-# about that output size. The workflow runs whole images (sr.tile 0) on its small crops.
-AUTO_TILE_OUTPUT_PIXELS = 2048 * 2048
 
 
 class UsageError(Exception):
@@ -252,19 +246,6 @@ def precision(args, device, command: str):
     return not args.fp32, contextlib.nullcontext()
 
 
-def tile_plan(shape: tuple[int, int], scale: int, tile: int | str, batch_size: int) -> tuple[int, int]:
-    """(tile side in LR pixels, 0 for whole images; images per forward pass) for images of
-    ``shape``: ``tile`` and ``batch_size`` as given, or for --tile auto whole images in batches
-    that stay within AUTO_TILE_OUTPUT_PIXELS and tiles of that output size one image at a time
-    beyond it."""
-    if tile != "auto":
-        return int(tile), batch_size
-    output_pixels = shape[0] * shape[1] * scale * scale
-    if output_pixels <= AUTO_TILE_OUTPUT_PIXELS:
-        return 0, max(1, min(batch_size, AUTO_TILE_OUTPUT_PIXELS // output_pixels))
-    return math.isqrt(AUTO_TILE_OUTPUT_PIXELS) // scale, 1
-
-
 def encode_output(image, target: Path, decoded, scale: int) -> bytes:
     """The enhanced image as ``target``'s format: TIFF through karyosr.io.tiff with the input's
     calibration scaled by ``scale`` (ImageJ, OME or resolution tags), other formats through
@@ -321,10 +302,10 @@ def cmd_enhance(args) -> int:
             groups.setdefault((decoded.image.shape, decoded.image.dtype.str), []).append((item, target, decoded))
         for (shape, _), members in groups.items():
             lr = np.stack([decoded.image for _, _, decoded in members])
-            tile, batch = tile_plan(shape, scale, args.tile, args.batch_size)
+            tile = infer.auto_tile(shape, scale, model, overlap=args.overlap) if args.tile == "auto" else args.tile
             with autocast:
                 sr = infer.predict_tiled(model, lr, scale, data_range(lr.dtype), device, tile, args.overlap,
-                                         batch_size=batch, bf16=bf16)
+                                         batch_size=args.batch_size, bf16=bf16)
             for (item, target, decoded), out in zip(members, sr):
                 try:
                     atomic.write_bytes(target, encode_output(out, target, decoded, scale))
@@ -677,9 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the network of a published weights file whose keys do not say it (RRDBNet: esrgan)")
     enhance.add_argument("--tile", type=_tile, default="auto",
                          help="tile side in LR pixels: images larger than this a side are run in seamless tiles (0: "
-                              "whole images); auto runs whole images up to "
-                              f"{AUTO_TILE_OUTPUT_PIXELS // 1_000_000} Mpx of output and tiles larger ones, bounding "
-                              "memory (default: auto)")
+                              "whole images); auto runs an image whole when the model's forward pass over it fits in "
+                              "1 GiB (measured on the model; karyosr.sr.infer.auto_tile), else in the largest tiles "
+                              "that fit (default: auto)")
     enhance.add_argument("--overlap", type=_non_negative, default=16,
                          help="LR pixels of context read around each tile; overlapping tiles are blended with "
                               "ramps that ignore the outer half of the context, so tiles join without seams "

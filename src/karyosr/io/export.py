@@ -6,28 +6,33 @@ image: PNG for 8-bit images, TIFF for 16-bit ones (PNG would do too, but TIFF is
 microscopy tools expect), both lossless. The file name is the ``image_id`` with its ``/``
 separators written as ``__`` (``tiny/c0001/c0001 1a`` -> ``tiny__c0001__c0001 1a.png``), so one
 folder holds a whole method and opens as an image sequence; ``images.csv`` beside the files maps
-every file back to its ``image_id``, class and size.
+every file back to its ``image_id``, class, size and pixel size.
+
+TIFFs carry the pixel size where it is known (the ingested file's ``pixel_size_um``, see
+:func:`pixel_sizes`) as an ImageJ calibration in microns (karyosr.io.tiff), so Fiji measures in
+micrometres; PNG files carry none (OpenCV writes no pHYs chunk).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from karyosr.io import atomic, shards
+from karyosr.io import atomic, shards, tiff
 
 log = logging.getLogger(__name__)
 
 # The pseudo-methods exported beside the SR methods: the network input and the reference.
 LR, HR = "LR", "HR"
 EXTENSIONS = {"uint8": ".png", "uint16": ".tif"}
-INDEX_COLUMNS = ["image_id", "file", "class_name", "label", "height", "width", "dtype"]
+INDEX_COLUMNS = ["image_id", "file", "class_name", "label", "height", "width", "dtype", "pixel_size_um"]
 
 
 def file_stem(image_id: str) -> str:
@@ -38,12 +43,32 @@ def file_stem(image_id: str) -> str:
     return "__".join(parts)
 
 
-def encode(image: np.ndarray, image_id: str = "") -> tuple[str, bytes]:
-    """(extension, file bytes): lossless PNG for uint8, TIFF for uint16 images."""
+def pixel_sizes(meta: pd.DataFrame, factor: float = 1.0) -> dict[str, float]:
+    """The pixel side in micrometres of each image of a shard's table that records one, by
+    image_id: the ingested file's ``pixel_size_um``, divided by ``crop_scale`` where crop_filter
+    shrank the crop to its target size (fewer, larger pixels), times ``factor`` (an HR table's
+    sizes for its LR images: the profile's scale)."""
+    if "pixel_size_um" not in meta:
+        return {}
+    sizes = pd.to_numeric(meta["pixel_size_um"], errors="coerce").to_numpy(np.float64) * factor
+    if "crop_scale" in meta:
+        sizes = sizes / pd.to_numeric(meta["crop_scale"], errors="coerce").to_numpy(np.float64)
+    return {image_id: float(size) for image_id, size in zip(meta["image_id"], sizes) if math.isfinite(size) and size > 0}
+
+
+def encode(image: np.ndarray, image_id: str = "", pixel_size_um: float = math.nan) -> tuple[str, bytes]:
+    """(extension, file bytes): lossless PNG for uint8, TIFF for uint16 images; a TIFF carries
+    ``pixel_size_um`` when it is known (an ImageJ calibration in microns)."""
     if image.ndim != 2 or image.dtype.name not in EXTENSIONS:
         raise ValueError(f"image {image_id!r}: cannot export a {image.dtype.name} image of shape {image.shape} "
                          "(2-D uint8 or uint16 expected)")
     extension = EXTENSIONS[image.dtype.name]
+    if extension == ".tif":
+        calibration = None
+        if math.isfinite(pixel_size_um):
+            per_micron = 1.0 / pixel_size_um
+            calibration = tiff.Calibration((per_micron, per_micron), 1, {"unit": "micron"})
+        return extension, tiff.encode(image, calibration)
     ok, data = cv2.imencode(extension, np.ascontiguousarray(image))
     if not ok:
         raise ValueError(f"image {image_id!r}: OpenCV could not encode it as {extension}")
@@ -78,23 +103,28 @@ def select_pairs(export: dict, profiles: Iterable[str], methods_for: Callable[[s
 
 
 def export_images(shard_paths: Iterable[str | os.PathLike], keep: set[str], out_dir: str | os.PathLike,
-                  labels: pd.DataFrame | None = None) -> pd.DataFrame:
+                  labels: pd.DataFrame | None = None, sizes: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Write every image of the shards whose id is in ``keep`` to ``out_dir``; return the index.
 
     ``labels`` (image_id, class_name, label) fills the class columns for shards without them.
-    Each file is written atomically; ``images.csv`` is written last, so a folder with an index is
-    complete.
+    ``sizes``: the exported images' pixel sides by image_id; by default each shard's own
+    (:func:`pixel_sizes`), which HR shards record and LR and SR shards do not: give theirs from
+    the HR shards' tables (``pixel_sizes(hr_meta, scale)`` for LR images, ``pixel_sizes(hr_meta)``
+    for SR outputs, which have the HR images' size). Each file is written atomically;
+    ``images.csv`` is written last, so a folder with an index is complete.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, names = [], {}
     for path in shard_paths:
         meta, images = shards.read_shard(path)
+        known = pixel_sizes(meta) if sizes is None else sizes
         for record, image in zip(meta.to_dict("records"), images):
             image_id = record["image_id"]
             if image_id not in keep:
                 continue
-            extension, data = encode(image, image_id)
+            size = known.get(image_id, math.nan)
+            extension, data = encode(image, image_id, size)
             name = file_stem(image_id) + extension
             if name in names:
                 raise ValueError(f"{path}: images {names[name]!r} and {image_id!r} both export as {name!r}")
@@ -102,7 +132,7 @@ def export_images(shard_paths: Iterable[str | os.PathLike], keep: set[str], out_
             atomic.write_bytes(out_dir / name, data)
             rows.append({"image_id": image_id, "file": name, "class_name": record.get("class_name"),
                          "label": record.get("label"), "height": image.shape[0], "width": image.shape[1],
-                         "dtype": image.dtype.name})
+                         "dtype": image.dtype.name, "pixel_size_um": size})
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("image_id", kind="stable").reset_index(drop=True)
     missing = sorted(keep - set(index["image_id"]))
     if missing:

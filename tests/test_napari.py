@@ -39,6 +39,8 @@ SCALE = 2
 SR_OPTIONS = {"channels": [8, 4], "kernels": [5, 3, 3], "input_shift": 0.5}
 EXPERIMENT = {"name": "tiny_dcnn", "input": "hr", "backbone": "dcnn", "backbone_options": {"width": 0.125}}
 RUN_TIMEOUT_MS = 120_000
+# what napari says when a plugin reaches into its private attributes (to be refused from 0.10)
+pytestmark = pytest.mark.filterwarnings("error:Private attribute access:FutureWarning")
 
 
 @pytest.fixture
@@ -58,9 +60,12 @@ def viewer(bot):
 
 @pytest.fixture
 def widget(viewer, bot):
+    from napari.utils._proxies import PublicOnlyProxy
+
     from karyosr.napari.widget import ModelWidget
 
-    made = ModelWidget(viewer)
+    # napari hands dock widgets this proxy of its viewer, which warns on private attributes
+    made = ModelWidget(PublicOnlyProxy(viewer))
     bot.addWidget(made)  # closed after the test
     return made
 
@@ -140,6 +145,17 @@ def test_plugin_is_found_through_its_entry_point(viewer):
     assert manager.commands.get(manifest.contributions.widgets[0].command) is ModelWidget
 
 
+def test_napari_docks_the_widget_with_its_viewer(bot, request):
+    # a real Viewer's window (no image layers: the offscreen platform has no OpenGL to draw them)
+    napari_viewer = request.getfixturevalue("make_napari_viewer")()
+    from karyosr.napari.widget import ModelWidget
+
+    _, docked = napari_viewer.window.add_plugin_dock_widget("karyosr", "karyosr model")
+    assert isinstance(docked, ModelWidget)  # given the viewer (napari passes plugins a proxy of it)
+    napari_viewer.add_shapes([np.array([[0.0, 0.0], [4.0, 4.0]])], shape_type="rectangle", name="boxes")
+    assert [docked.region_choice.itemText(i) for i in range(docked.region_choice.count())] == ["whole layer", "boxes"]
+
+
 def test_reader_opens_exported_images_grey_with_their_pixel_size(viewer, tmp_path, make_rod):
     from karyosr.io.export import encode
     from karyosr.napari.reader import get_reader
@@ -212,7 +228,9 @@ def test_sr_outside_the_domain_runs_with_the_warning_shown(viewer, widget, bot, 
     bright_on_dark = 255 - make_rod(shape=(64, 48), center=(32, 24), length=40, width=10)[0]
     viewer.add_image(bright_on_dark, name="inverted")
     choose_model(widget, sr_model)
+    assert widget.tile.text() == "auto"  # enhance's default: this small image runs whole
     run_widget(widget, bot)
+    assert widget.progress.value() == widget.progress.maximum() == 1
     text = widget.warning.text()
     assert "Outside the model's training domain" in text and "inverted: " in text
     assert "polarity light_on_dark, model trained on dark_on_light" in text

@@ -21,9 +21,8 @@ from karyosr.io.images import data_range
 
 RUNNABLE_KINDS = ("sr", "classifier")
 TOP_CLASSES = 3
-# karyosr enhance's --tile and --overlap defaults (LR pixels)
-DEFAULT_TILE = 256
-DEFAULT_OVERLAP = 16
+AUTO_TILE = -1  # the widget's "auto" tile: karyosr enhance's --tile auto
+DEFAULT_OVERLAP = 16  # karyosr enhance's --overlap default (LR pixels)
 
 
 class Cancelled(Exception):
@@ -70,8 +69,8 @@ def layer_image(layer) -> np.ndarray:
 
 
 def domain_warnings(image: np.ndarray, meta: dict) -> list[str]:
-    """Where ``image`` lies outside the model's training domain (karyosr.domain.compare), the
-    check ``karyosr enhance`` and ``classify`` refuse images by without ``--force``."""
+    """Where ``image`` lies outside the model's training domain (karyosr.domain.compare): the
+    check by which ``karyosr enhance`` and ``classify`` skip images unless ``--force``."""
     return domain.compare(domain.image_statistics(image, data_range(image.dtype)), meta.get("domain"))
 
 
@@ -84,24 +83,35 @@ def tile_count(shape: tuple[int, int], tile: int) -> int:
     return math.ceil(height / tile) * math.ceil(width / tile)
 
 
-def super_resolve(path, image: np.ndarray, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                  on_tiles: Callable[[int], None] = lambda done: None) -> tuple[np.ndarray, int]:
-    """``image`` super-resolved by the SR model file at ``path``, and the model's scale.
-    ``on_tiles(n)`` is called as each batch of ``n`` tiles is run; what it raises (Cancelled)
-    stops the run."""
+def super_resolve(path, image: np.ndarray, tile: int, overlap: int = DEFAULT_OVERLAP,
+                  on_progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[np.ndarray, int]:
+    """``image`` super-resolved by the SR model file at ``path``, and the model's scale. ``tile``:
+    LR pixels a side, 0 for the whole image, AUTO_TILE for the one ``karyosr enhance --tile auto``
+    takes (``infer.auto_tile``: the whole image when the model's forward pass over it fits the
+    memory bound). ``on_progress(tiles done, tiles in all)`` is called after each batch of tiles;
+    what it raises (Cancelled) stops the run."""
     from karyosr.engine import pick_device
     from karyosr.sr import infer
 
     model, meta = infer.load_model(path)
     scale = int(meta["scale"])
     device = pick_device("auto")
+    model = model.to(device)
+    if tile == AUTO_TILE:
+        tile = infer.auto_tile(image.shape, scale, model, overlap=overlap)
+    total, done = tile_count(image.shape, tile), 0
+
     # predict_tiled takes no progress callback; every network call runs a batch of its windows
     # (one image: the batch dimension counts tiles), so a hook on the calls counts the tiles done
-    # and can stop the run between batches.
-    hook = model.register_forward_hook(lambda module, args, output: on_tiles(len(args[0])))
+    # and can stop the run between batches. Registered after auto_tile's probe call.
+    def count(module, args, output) -> None:
+        nonlocal done
+        done += len(args[0])
+        on_progress(done, total)
+
+    hook = model.register_forward_hook(count)
     try:
-        out = infer.predict_tiled(model.to(device), image[None], scale, data_range(image.dtype), device, tile,
-                                  overlap)
+        out = infer.predict_tiled(model, image[None], scale, data_range(image.dtype), device, tile, overlap)
     finally:
         hook.remove()
     return out[0], scale

@@ -25,9 +25,9 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                             QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from karyosr.napari.inference import (DEFAULT_OVERLAP, DEFAULT_TILE, TOP_CLASSES, Cancelled, classify, describe,
+from karyosr.napari.inference import (AUTO_TILE, DEFAULT_OVERLAP, TOP_CLASSES, Cancelled, classify, describe,
                                       domain_warnings, layer_image, overlay_geometry, read_model, shape_crops,
-                                      super_resolve, tile_count)
+                                      super_resolve)
 
 WHOLE_LAYER = "whole layer"
 WARNING_STYLE = "color: #e8a33d"
@@ -35,8 +35,8 @@ ERROR_STYLE = "color: #e05050"
 
 
 class ModelWidget(QWidget):
-    # emitted from the worker thread with the number of SR tiles just run; Qt queues it to the GUI thread
-    tiles_done = Signal(int)
+    # emitted from the worker thread with (SR tiles done, tiles in all); Qt queues it to the GUI thread
+    tiles_done = Signal(int, int)
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -56,10 +56,12 @@ class ModelWidget(QWidget):
         self.region_choice = QComboBox()
         self.region_choice.setToolTip("classifiers: the whole layer, or the image under each shape of a shapes layer")
         self.tile = QSpinBox()
-        self.tile.setRange(0, 65536)
-        self.tile.setValue(DEFAULT_TILE)
+        self.tile.setRange(AUTO_TILE, 65536)
+        self.tile.setSpecialValueText("auto")  # shown for the minimum, AUTO_TILE
+        self.tile.setValue(AUTO_TILE)
         self.tile.setSuffix(" px")
-        self.tile.setToolTip("SR models: images larger than this many pixels a side are run in tiles (0: whole)")
+        self.tile.setToolTip("SR models: images larger than this many pixels a side are run in tiles (0: whole "
+                             "images; auto: as karyosr enhance --tile auto)")
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.stop_button = QPushButton("Stop")
@@ -126,7 +128,7 @@ class ModelWidget(QWidget):
                 self._show(self.model_info, f"cannot use this file: {exc}", ERROR_STYLE)
         else:
             self._show(self.model_info, "no model chosen")
-        self._set_running(False)
+        self._set_running(self.worker is not None)
 
     def _watch_name(self, event) -> None:
         event.value.events.name.connect(self._refresh_layers)
@@ -170,44 +172,44 @@ class ModelWidget(QWidget):
         try:
             if self.meta["kind"] == "sr":
                 image = layer_image(layer)
-                self.progress.setRange(0, tile_count(image.shape, self.tile.value()))
                 work = partial(super_resolve, path, image, self.tile.value(), DEFAULT_OVERLAP, self._tiles_finished)
-                done = partial(self._add_sr_layer, layer, domain_warnings(image, self.meta))
+                # the model as it is now: another may be chosen while this one runs
+                done = partial(self._add_sr_layer, layer, path, self.meta["name"], domain_warnings(image, self.meta))
             else:
                 region = self.region_choice.currentText()
                 shapes = self.viewer.layers[region] if region != WHOLE_LAYER else None
                 crops = shape_crops(layer, shapes) if shapes is not None else [(layer.name, layer_image(layer))]
-                self.progress.setRange(0, 0)  # busy: classifying is one pass
                 work = partial(classify, path, crops)
                 done = partial(self._show_classes, shapes)
         except ValueError as exc:
             self._show(self.status, str(exc), ERROR_STYLE)
             return
-        self.progress.setValue(0)
+        self.progress.setRange(0, 0)  # busy until the first tiles are done (classifying is one pass)
         self._stop.clear()
         self._show(self.status, f"running {self.meta.get('name')} on {layer.name}…")
         self.worker = create_worker(work, _connect={"returned": done, "errored": self._failed,
                                                     "finished": self._finished})
         self._set_running(True)
 
-    def _tiles_finished(self, count: int) -> None:
+    def _tiles_finished(self, done: int, total: int) -> None:
         """Called in the worker thread after each batch of SR tiles."""
-        self.tiles_done.emit(count)
+        self.tiles_done.emit(done, total)
         if self._stop.is_set():
             raise Cancelled()
 
-    def _advance_progress(self, count: int) -> None:
-        self.progress.setValue(self.progress.value() + count)
+    def _advance_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
 
-    def _add_sr_layer(self, source, warnings: list[str], result) -> None:
+    def _add_sr_layer(self, source, model_path: str, model_name: str, warnings: list[str], result) -> None:
         image, factor = result
         scale, translate = overlay_geometry(source.scale, source.translate, factor)
-        name = f"{source.name} x{factor} {self.meta.get('name')}"
+        name = f"{source.name} x{factor} {model_name}"
         self.viewer.add_image(image, name=name, scale=scale, translate=translate, units=source.units,
                               colormap="gray", contrast_limits=source.contrast_limits,
-                              metadata={"karyosr": {"model": self.model_path.text().strip(), "scale": factor,
+                              metadata={"karyosr": {"model": model_path, "scale": factor,
                                                     "source": source.name, "domain_warnings": warnings}})
-        self._show_domain(warnings and [(source.name, warnings)])
+        self._show_domain([(source.name, warnings)] if warnings else [])
         self._show(self.status, f"added layer {name!r}: {source.data.shape[0]}x{source.data.shape[1]} -> "
                                 f"{image.shape[0]}x{image.shape[1]} pixels")
 
@@ -246,7 +248,7 @@ class ModelWidget(QWidget):
 
     def _finished(self) -> None:
         self.worker = None
-        if self.progress.maximum() == 0:  # a classifier run that failed: leave the busy state
+        if self.progress.maximum() == 0:  # a run that failed before any progress: leave the busy state
             self.progress.setRange(0, 1)
         self._set_running(False)
 

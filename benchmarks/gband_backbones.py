@@ -82,6 +82,30 @@ def paired_difference(predictions: pd.DataFrame, column: str, backbone: str, see
     return {"mean": round(float(gap.mean()), 4), "ci_low": round(low, 4), "ci_high": round(high, 4)}
 
 
+def with_ensembles(runs: pd.DataFrame) -> pd.DataFrame:
+    """The backbones' predictions of one input and, beside them, ensembles of them (averaged
+    calibrated probabilities, `karyosr.classify.ensemble`): every backbone, and the three most
+    accurate; each ensemble's size and time are its members' sums."""
+    from karyosr.classify.ensemble import average
+
+    accuracy = (runs["predicted"] == runs["label"]).groupby(runs["backbone"]).mean().sort_values(ascending=False)
+    ensembles = {"ensemble of all": list(accuracy.index), "ensemble of the best 3": list(accuracy.index[:3])}
+    per_fold = runs.groupby(["backbone", "fold"])["seconds"].first()
+    folds = runs.drop_duplicates("image_id").set_index("image_id")["fold"]
+    parts = [runs]
+    for name, members in ensembles.items():
+        if len(members) < 2:
+            continue
+        mean = average(runs, name, members)
+        fold = folds.loc[mean["image_id"]].to_numpy()
+        seconds = per_fold.loc[members].groupby("fold").sum()
+        parts.append(mean.assign(backbone=name, fold=fold, seconds=seconds.loc[fold].to_numpy(),
+                                 recipe=json.dumps({"members": members}),
+                                 parameters=int(runs.drop_duplicates("backbone").set_index("backbone")
+                                                .loc[members, "parameters"].sum())))
+    return pd.concat(parts, ignore_index=True)
+
+
 def summarise(predictions: pd.DataFrame, seed: int) -> pd.DataFrame:
     """One row per (input, backbone): accuracy and cell-decoded accuracy pooled over the folds run
     (bootstrap over cells), the paired difference from the plain network, size and time."""
@@ -91,7 +115,7 @@ def summarise(predictions: pd.DataFrame, seed: int) -> pd.DataFrame:
 
     rows = []
     for input_name, runs in predictions.groupby("experiment", sort=False):
-        runs = runs.assign(experiment=runs["backbone"]).reset_index(drop=True)
+        runs = with_ensembles(runs.assign(experiment=runs["backbone"]).reset_index(drop=True))
         decoded, _ = decode(runs[["image_id", "cell", "label", "predicted", "probabilities", "experiment", "seed"]],
                             validate({})["classify"])
         runs = runs.assign(correct=runs["predicted"] == runs["label"],

@@ -154,3 +154,11 @@ def test_no_domain_no_warnings(dark_domain):
     lines = domain.describe(dark_domain)
     assert lines[0].startswith("200 training images of dataset qband, 8 bit, pixel size 0.1 um")
     assert "mean grey" in lines[1] and lines[2] == "polarity light_on_dark (100% of the images)"
+
+
+def test_pixel_size_of_shrunk_crops_grows_by_the_shrink():
+    # crop_filter shrank the second crop to half its size: its pixels are twice as large; an SR
+    # model trained on such crops records the LR pixel size from them (sr.train.training_domain)
+    meta = pd.DataFrame({"pixel_size_um": [0.1, 0.1, None], "crop_scale": [1.0, 0.5, 1.0]})
+    assert np.allclose(domain.pixel_sizes_um(meta, factor=4), [0.4, 0.8, np.nan], equal_nan=True)
+    assert domain.dataset_facts(meta.iloc[1:])["pixel_size_um"] == 0.2

@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 # Larger images are subsampled with a fixed stride to about this many pixels.
 MAX_PIXELS = 1 << 20
@@ -122,17 +123,30 @@ def image_statistics(images, peak: float) -> dict:
             "bit_depth": 16 if peak > 255 else 8, "image_count": int(len(means))}
 
 
+def pixel_sizes_um(meta, factor: float = 1.0) -> np.ndarray:
+    """The pixel side in micrometres of each row of a table of per-image columns (NaN where
+    unknown): the ingested file's ``pixel_size_um``, divided by ``crop_scale`` where crop_filter
+    shrank the crop to its target size (fewer, larger pixels), times ``factor`` (an HR table's
+    sizes for its LR images: the profile's scale)."""
+    sizes = pd.to_numeric(pd.Series(np.asarray(meta["pixel_size_um"], dtype=object)), errors="coerce").to_numpy(np.float64)
+    if "crop_scale" in meta:
+        sizes = sizes / pd.to_numeric(pd.Series(np.asarray(meta["crop_scale"], dtype=object)),
+                                      errors="coerce").to_numpy(np.float64)
+    sizes = sizes * factor
+    return np.where(np.isfinite(sizes) & (sizes > 0), sizes, np.nan)
+
+
 def dataset_facts(meta) -> dict:
     """``dataset`` (the names in a ``dataset`` column, joined by ', ' when several; None without
-    one) and ``pixel_size_um`` (the median of a ``pixel_size_um`` column's finite values; None
-    without) of a table of per-image columns (a DataFrame or a mapping of columns)."""
+    one) and ``pixel_size_um`` (the median of a ``pixel_size_um`` column's finite values, each
+    as `pixel_sizes_um` gives them; None without) of a table of per-image columns (a DataFrame or a mapping of columns)."""
     names = None
     if "dataset" in meta:
         values = sorted({str(v) for v in np.asarray(meta["dataset"], dtype=object) if v is not None and v == v})
         names = ", ".join(values) if values else None
     size = None
     if "pixel_size_um" in meta:
-        sizes = np.asarray(meta["pixel_size_um"], dtype=np.float64)
+        sizes = pixel_sizes_um(meta)
         sizes = sizes[np.isfinite(sizes)]
         size = round(float(np.median(sizes)), 6) if len(sizes) else None
     return {"dataset": names, "pixel_size_um": size}

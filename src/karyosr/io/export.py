@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from karyosr import domain
 from karyosr.io import atomic, shards, tiff
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,11 @@ def file_stem(image_id: str) -> str:
 
 def pixel_sizes(meta: pd.DataFrame, factor: float = 1.0) -> dict[str, float]:
     """The pixel side in micrometres of each image of a shard's table that records one, by
-    image_id: the ingested file's ``pixel_size_um``, divided by ``crop_scale`` where crop_filter
-    shrank the crop to its target size (fewer, larger pixels), times ``factor`` (an HR table's
-    sizes for its LR images: the profile's scale)."""
+    image_id (`karyosr.domain.pixel_sizes_um`; ``factor``: an HR table's sizes for its LR images)."""
     if "pixel_size_um" not in meta:
         return {}
-    sizes = pd.to_numeric(meta["pixel_size_um"], errors="coerce").to_numpy(np.float64) * factor
-    if "crop_scale" in meta:
-        sizes = sizes / pd.to_numeric(meta["crop_scale"], errors="coerce").to_numpy(np.float64)
-    return {image_id: float(size) for image_id, size in zip(meta["image_id"], sizes) if math.isfinite(size) and size > 0}
+    sizes = domain.pixel_sizes_um(meta, factor)
+    return {image_id: float(size) for image_id, size in zip(meta["image_id"], sizes) if math.isfinite(size)}
 
 
 def encode(image: np.ndarray, image_id: str = "", pixel_size_um: float = math.nan) -> tuple[str, bytes]:

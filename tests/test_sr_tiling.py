@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from karyosr import slides
 from karyosr.sr import archs, infer as sr_infer
 from karyosr.sr.train import predict
 
@@ -129,10 +130,15 @@ def test_row_by_row_float32_blend_equals_the_whole_image_float64_blend(image, dt
 
 
 STREAMED_ENHANCEMENT = textwrap.dedent("""
-    import json, resource, sys, time, tracemalloc
+    import json, sys, time, tracemalloc
     import numpy as np, torch
     from torch import nn
     from karyosr.sr import infer
+
+    def peak_resident_bytes():
+        # this process's own high-water mark: getrusage's ru_maxrss would carry the parent's over exec
+        status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+        return int(status["VmHWM"].split()[0]) * 1024
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.PixelShuffle(2))  # x2, 3 px receptive field
@@ -140,14 +146,14 @@ STREAMED_ENHANCEMENT = textwrap.dedent("""
     image = np.random.default_rng(0).integers(0, 256, (1, side, side), dtype=np.uint8)
     infer.predict_tiled(model, image[:, :64, :64], 2, 255.0, cpu, 32)  # torch's one-off set-up, before the baseline
     out = np.lib.format.open_memmap(sys.argv[1], mode="w+", dtype=np.uint8, shape=(1, 2 * side, 2 * side))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_resident_bytes()
     tracemalloc.start()  # numpy's buffers are traced, torch's and the memmap's pages are not
     start = time.perf_counter()
     infer.predict_tiled(model, image, 2, 255.0, cpu, 256, out=out)
     seconds = time.perf_counter() - start
     numpy_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    rss_rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    rss_rise = peak_resident_bytes() - before
     out.flush()
     # a band across a tile row border (LR rows 256-288 are shared by two tile rows), run whole
     band = infer.predict_tiled(model, image[:, 240:300, 1000:1300], 2, 255.0, cpu, 0)[:, 10:-10, 10:-10]
@@ -186,3 +192,13 @@ def test_auto_tile_runs_whole_images_that_fit_and_tiles_whose_window_fits_otherw
     tile = sr_infer.auto_tile((1840, 3264), 4, model, memory_bytes=memory, overlap=16)
     assert tile % sr_infer.TILE_STEP == 0
     assert (tile + 32) ** 2 * per_pixel <= memory < (tile + sr_infer.TILE_STEP + 32) ** 2 * per_pixel
+
+
+def test_the_workflow_tile_setting_auto_runs_small_images_whole(image):
+    """slides.enhance (the workflow's whole-image enhancement) takes tile "auto" as the CLI does:
+    an image whose forward pass fits the memory bound is run whole."""
+    model = network("srcnn", channels=[16, 8])
+    whole = sr_infer.predict_tiled(model, image, SCALE, 255.0, CPU, 0)[0]
+    assert sr_infer.tile_for("auto", image.shape, SCALE, model) == 0
+    enhanced = slides.enhance(image[0], SCALE, "srcnn", model, CPU, {"tile": "auto", "tile_overlap": 16})
+    assert (enhanced == whole).all()

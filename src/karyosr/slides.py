@@ -73,14 +73,16 @@ def central_crop_box(shape: tuple[int, int], scale: int, max_pixels: int) -> tup
 def enhance(image: np.ndarray, scale: int, method: str, model=None, device=None, infer_cfg: dict | None = None,
             unsharp: dict | None = None) -> np.ndarray:
     """``image`` enlarged ``scale`` times by an interpolation baseline (``model`` None) or by a
-    trained SR model on ``device`` in seamless tiles of ``infer_cfg['tile']`` LR pixels (whole when 0)."""
+    trained SR model on ``device`` in seamless tiles of ``infer_cfg['tile']`` LR pixels (whole when 0,
+    sized to a memory bound when "auto": :func:`karyosr.sr.infer.auto_tile`)."""
     if model is None:
         return upscale(image, scale, method, unsharp)
-    from karyosr.sr.infer import predict_tiled  # torch only where a model runs
+    from karyosr.sr.infer import predict_tiled, tile_for  # torch only where a model runs
 
     cfg = infer_cfg or {}
+    overlap = int(cfg.get("tile_overlap", 16))
     return predict_tiled(model, image[None], scale, data_range(image.dtype), device,
-                         int(cfg.get("tile", 0)), int(cfg.get("tile_overlap", 16)),
+                         tile_for(cfg.get("tile", 0), image.shape, scale, model, overlap), overlap,
                          batch_size=int(cfg.get("infer_batch_size", 64)), bf16=bool(cfg.get("bf16", True)))[0]
 
 

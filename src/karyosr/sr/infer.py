@@ -69,9 +69,11 @@ TILE_STEP = 32
 def activation_bytes_per_pixel(model, scale: int) -> float:
     """Bytes one forward pass of ``model`` holds per LR input pixel: ACTIVATION_FACTOR times its
     largest layer output, measured on a small probe input on the model's device."""
-    largest = []
-    hooks = [module.register_forward_hook(lambda _m, _in, output: largest.append(output.numel() * output.element_size()))
-             for module in model.modules() if not any(module.children())]
+    output_bytes = []
+    def record(_module, _input, output) -> None:
+        output_bytes.append(output.numel() * output.element_size())
+
+    hooks = [module.register_forward_hook(record) for module in model.modules() if not any(module.children())]
     probe = 32
     try:
         with torch.inference_mode():
@@ -79,7 +81,7 @@ def activation_bytes_per_pixel(model, scale: int) -> float:
     finally:
         for hook in hooks:
             hook.remove()
-    return ACTIVATION_FACTOR * max(largest) / probe**2
+    return ACTIVATION_FACTOR * max(output_bytes) / probe**2
 
 
 def auto_tile(shape: tuple[int, ...], scale: int, model, memory_bytes: int = DEFAULT_MEMORY_BYTES,
@@ -97,6 +99,12 @@ def auto_tile(shape: tuple[int, ...], scale: int, model, memory_bytes: int = DEF
     return max(TILE_STEP, (window - 2 * overlap) // TILE_STEP * TILE_STEP)
 
 
+def tile_for(setting: int | str, shape: tuple[int, ...], scale: int, model, overlap: int = 16) -> int:
+    """The tile side a ``tile`` setting asks for on images of ``shape``: its number (0: whole
+    images), or for "auto" :func:`auto_tile`'s."""
+    return auto_tile(shape, scale, model, overlap=overlap) if setting == "auto" else int(setting)
+
+
 def _blend_weights(windows: list[tuple[int, int]], length: int, scale: int, overlap: int) -> list[np.ndarray]:
     """Per window along one axis, its ramp (:func:`_ramp`, in output pixels) divided by the sum of
     every window's ramp there: a pixel's weights sum to one. The tiles form a grid, so a tile's 2-D
@@ -105,7 +113,8 @@ def _blend_weights(windows: list[tuple[int, int]], length: int, scale: int, over
     total = np.zeros(length * scale)
     for (start, end), ramp in zip(windows, ramps):
         total[start * scale : end * scale] += ramp
-    return [(ramp / total[start * scale : end * scale]).astype(np.float32) for (start, end), ramp in zip(windows, ramps)]
+    return [(ramp / total[start * scale : end * scale]).astype(np.float32)
+            for (start, end), ramp in zip(windows, ramps)]
 
 
 def _window_batches(lr_images: np.ndarray, rows, cols, batch_size: int):
@@ -203,8 +212,9 @@ def run(lr_shard, model_path, method: str, infer_cfg: dict, out_shard, threads: 
     if images:
         lr = shards.stack(images)
         peak = data_range(lr.dtype)
-        sr = predict_tiled(model, lr, scale, peak, device, infer_cfg["tile"], infer_cfg["tile_overlap"],
-                           batch_size=infer_cfg["infer_batch_size"], bf16=infer_cfg["bf16"])
+        overlap = infer_cfg["tile_overlap"]
+        sr = predict_tiled(model, lr, scale, peak, device, tile_for(infer_cfg["tile"], lr.shape, scale, model, overlap),
+                           overlap, batch_size=infer_cfg["infer_batch_size"], bf16=infer_cfg["bf16"])
         out = list(sr)
     else:
         out = []

@@ -70,6 +70,7 @@ def activation_bytes_per_pixel(model, scale: int) -> float:
     """Bytes one forward pass of ``model`` holds per LR input pixel: ACTIVATION_FACTOR times its
     largest layer output, measured on a small probe input on the model's device."""
     output_bytes = []
+
     def record(_module, _input, output) -> None:
         output_bytes.append(output.numel() * output.element_size())
 
@@ -89,8 +90,9 @@ def auto_tile(shape: tuple[int, ...], scale: int, model, memory_bytes: int = DEF
     """The tile side (LR pixels) for :func:`predict_tiled` on images of ``shape`` (``(..., h, w)``):
     0 (whole images) when one image's forward pass fits in ``memory_bytes``, else the largest
     multiple of TILE_STEP whose window (the tile with ``overlap`` pixels of context on each side)
-    fits, at least TILE_STEP. The larger the tile the less the overlapping context costs (at 384
-    px and 16 px of context 15 % more arithmetic than the whole image, at 128 px 52 %)."""
+    fits, at least TILE_STEP. The larger the tile the less the overlapping context costs: with 16
+    px of context a 3264 x 1840 photo takes 15 % more arithmetic than whole in 384 px tiles, 25 % in
+    256 px tiles, 55 % in 128 px tiles."""
     per_pixel = activation_bytes_per_pixel(model, scale)
     h, w = shape[-2:]
     if h * w * per_pixel <= memory_bytes:
@@ -180,7 +182,6 @@ def predict_tiled(model, lr_images: np.ndarray, scale: int, peak: float, device,
     model = model.eval().to(memory_format=torch.channels_last)
     # one tile row of output, reused by every row; the rows a row shares with the next are copied out
     rows_in_flight = np.empty((max(y1 - y0 for y0, y1 in rows) * scale, w * scale), np.float32)
-    strip = shared = None
     with torch.inference_mode():
         for keys, windows in _window_batches(lr_images, rows, cols, batch_size):
             for (index, i, j), part in zip(keys, _forward(model, windows, scale, peak, device, bf16)):

@@ -6,6 +6,7 @@ import copy
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -328,3 +329,33 @@ def test_every_error_is_a_config_error_and_value_error():
         validate({"shards": "four"})
     message = error_of({"shards": "four"})
     assert "shards" in message and "'four'" in message
+
+
+def test_every_schema_error_is_listed_at_once():
+    message = error_of({"seed": -1, "crop_filter": {"margin": -3, "target_sise": 64}})
+    assert "config key seed: -1" in message and "config key crop_filter.margin: -3" in message
+    assert "'target_sise'" in message
+
+
+def test_section_that_is_not_a_mapping():
+    message = error_of({"crop_filter": 64})
+    assert "config key crop_filter: 64 is not of type 'object'" in message
+
+
+def test_list_items_do_not_share_filled_in_defaults():
+    experiment = {"input": "hr", "backbone": "dcnn"}
+    config = validate({"classify": {"experiments": [dict(experiment, name="a"), dict(experiment, name="b")]}})
+    first, second = config["classify"]["experiments"]
+    first["backbone_options"]["width"] = 0.5
+    assert second["backbone_options"] == {}
+
+
+def test_keys_come_out_sorted_whatever_the_order_written():
+    config = validate({"split": {"fractions": {"val": 0.2, "train": 0.6, "test": 0.2}}, "seed": 1})
+    assert list(config) == sorted(config)
+    assert list(config["split"]["fractions"]) == ["test", "train", "val"]
+
+
+def test_schema_is_of_the_draft_snakemake_validates_with():
+    # snakemake.utils.validate always uses Draft 2020-12 and warns on every run about any other $schema
+    assert SCHEMA["$schema"] == jsonschema.Draft202012Validator.META_SCHEMA["$schema"]

@@ -1,20 +1,21 @@
 """karyosr imported into another workflow with Snakemake's `module` directive, as a user would.
 
 The wrapper lives in a temporary folder of its own (so `workflow.basedir` is not this checkout),
-overrides one config key in its Snakefile, prefixes the imported rules and runs the tiny config
-end to end; the report must carry the overridden title. The same run sets keep_intermediate:
-false, so it also checks that intermediate shards are deleted and the results are not.
+overrides one config key in its Snakefile, prefixes the imported rules and runs the catalog's
+test config (.test/config/config.yaml) end to end; the report must carry the overridden title.
+The same run sets keep_intermediate: false, so it also checks that intermediate shards are
+deleted and the results are not.
 """
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from workflow_helpers import REPO, TINY_CONFIG, write_config
+from workflow_helpers import REPO, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,8 @@ rule all:
 
 
 def test_workflow_runs_as_a_module_of_another_workflow(tmp_path):
-    config = copy.deepcopy(TINY_CONFIG)
     # the shortest end-to-end run: one profile, one learned model, one classifier seed
-    config["degrade"]["profiles"] = config["degrade"]["profiles"][:1]
-    config["sr"]["models"][0].update(epochs=1, steps_per_epoch=4)
-    config["classify"]["seeds"] = [0]
-    config["classify"]["experiments"] = [dict(config["classify"]["experiments"][0], epochs=1, steps_per_epoch=4)]
+    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
     config["keep_intermediate"] = False
     write_config(tmp_path, config)
     (tmp_path / "Snakefile").write_text(WRAPPER.format(snakefile=REPO / "workflow/Snakefile"))
@@ -56,6 +53,8 @@ def test_workflow_runs_as_a_module_of_another_workflow(tmp_path):
     result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert (f"karyosr config read from: {tmp_path / 'config.yaml'}; not read: config/config.yaml "
+            "(karyosr is a module: the importing workflow gives the config)\n") in result.stderr
     index = (tmp_path / "results/report/index.html").read_text()
     assert "imported by another workflow" in index
     assert (tmp_path / "results/metrics/summary.csv").is_file()

@@ -1,14 +1,15 @@
-"""Config validation: JSON-schema defaults and checks, plus the rules no schema can express."""
+"""Config validation: the JSON schema's defaults and checks, plus the rules no schema can express."""
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate as snakemake_validate
 
 INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "unsharp")
 # dataset.layout types of unlabelled whole images (ingested at native size; crop_filter does not apply).
@@ -18,24 +19,6 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 class ConfigError(ValueError):
     """A config key or value the workflow cannot run with; the message names the key."""
-
-
-def _with_defaults(validator_class):
-    # jsonschema only checks; this fills each missing property with its schema default before
-    # descending, so nested sections come out complete.
-    check_properties = validator_class.VALIDATORS["properties"]
-
-    def fill_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = copy.deepcopy(subschema["default"])
-        yield from check_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": fill_defaults})
-
-
-_Validator = _with_defaults(jsonschema.Draft7Validator)
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -57,22 +40,51 @@ def sr_model_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     return {**model, **{k: v for k, v in sr_run_settings(config).items() if k not in ("tile", "tile_overlap")}}
 
 
+def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Fill the schema's defaults into ``config``, check it, and return it (the same dict, every
+    mapping's keys sorted: see _canonical).
+
+    The schema is applied by Snakemake's own validate(set_default=True), in the workflow and in
+    the benchmarks and commands alike (Snakemake is a dependency of the package). Raises
+    ConfigError naming the key, the offending value and what is allowed.
+    """
+    try:
+        snakemake_validate(config, str(schema_path), set_default=True)
+    except WorkflowError:
+        # Snakemake stops at the first error and prints it with a dump of the schema; list every
+        # error by its key path instead, so that one edit of the config file fixes them all.
+        raise ConfigError(_schema_errors(config, load_schema(schema_path))) from None
+    canonical = _canonical(config)
+    config.clear()
+    config.update(canonical)
+    _check_semantics(config)
+    return config
+
+
+def _schema_errors(config: dict[str, Any], schema: dict) -> str:
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    lines = sorted(f"config key {_key(e)}: {e.message}" for e in errors)
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
 def _key(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
-    """Fill defaults into ``config`` in place, check it, and return it.
+def _canonical(value: Any) -> Any:
+    """``value`` rebuilt with every mapping's keys sorted and no dict or list in two places.
 
-    Raises ConfigError naming the key, the offending value and what is allowed.
+    Snakemake compares params by their repr, which follows dict order, and a merged config's
+    order follows whichever file set a key last: the same config written in another order would
+    rerun everything. And Snakemake's validate fills one and the same default object into every
+    list item that lacks the key (every model's options, say): rebuilt, changing one item's
+    value cannot change another's.
     """
-    validator = _Validator(schema or load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"config key {_key(e)}: {e.message}" for e in errors]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    _check_semantics(config)
-    return config
+    if isinstance(value, dict):
+        return {key: _canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
 
 
 def _check_semantics(config: dict[str, Any]) -> None:

@@ -24,7 +24,6 @@ elif importlib.util.find_spec("karyosr") is None:
 
 from karyosr.config import (
     WHOLE_IMAGE_LAYOUTS,
-    load_schema,
     sr_model_settings,
     sr_run_settings,
     validate as validate_config,
@@ -33,29 +32,38 @@ from karyosr.io.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as 
 from karyosr.io.shards import shard_names
 from karyosr.report.viewer import input_key as viewer_input_key
 
-validate_config(config, load_schema(WORKFLOW_DIR / "schemas/config.schema.yaml"))
+from snakemake.logging import logger
+
+
+def config_sources():
+    """Where this run's config came from, as one line for the log: the files in the order they
+    were merged (later ones override earlier ones). Snakemake reads DEFAULT_CONFIGFILE from the
+    working directory and, when --configfile is given, goes on without a word if it is not there
+    (with --directory elsewhere, say), so that is said too."""
+    command_line = list(workflow.overwrite_configfiles)
+    read = [str(Path(path).absolute()) for path in workflow.configfiles if path not in command_line]
+    skipped = []
+    if workflow.modifier.skip_configfile:
+        skipped.append(f"{DEFAULT_CONFIGFILE} (karyosr is a module: the importing workflow gives the config)")
+    elif not read:
+        skipped.append(f"{DEFAULT_CONFIGFILE} (not in the working directory {Path.cwd()})")
+    read += [f"{path} (--configfile)" for path in command_line]
+    if workflow.config_settings.config:
+        read.append("--config values")
+    return "karyosr config read from: " + ", then ".join(read) + "".join(f"; not read: {s}" for s in skipped)
+
+
+if workflow.is_main_process:
+    logger.info(config_sources())
+
+# Defaults filled in by snakemake.utils.validate, keys sorted (see karyosr.config.validate).
+validate_config(config, WORKFLOW_DIR / "schemas/config.schema.yaml")
 
 # Threads of a job that trains or runs a network: one core per job. On 2 cores two one-thread
 # trainings side by side got through 22 % more steps than one two-thread training at a time, and a
 # two-thread job stalls whenever anything else needs a core (benchmarks/README.md); raise it with
 # --set-threads on larger machines.
 TORCH_JOB_THREADS = 1
-
-
-def sorted_keys(value):
-    if isinstance(value, dict):
-        return {key: sorted_keys(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [sorted_keys(item) for item in value]
-    return value
-
-
-# Snakemake compares params by their repr, which follows dict order; the merged config's order
-# follows whichever file set a key last, so the same config written in another order would
-# rerun everything.
-canonical_config = sorted_keys(dict(config))
-config.clear()
-config.update(canonical_config)
 
 
 # Bookkeeping jobs that take seconds run in the submitting process, not as cluster jobs; fetch

@@ -76,3 +76,11 @@ def crop_params():
         "min_detail": 1.0,
         "adaptive_crop": True,
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def use_leak_safe_log_records():
+    """Overrides napari's pytest plugin (installed with the napari extra), whose session fixture of
+    this name turns every log argument but a Python int or float into a string: the package's
+    ``%d`` messages with NumPy integers then fail under caplog, which production logging never sees."""
+    yield

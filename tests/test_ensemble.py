@@ -42,3 +42,34 @@ def test_missing_member_and_different_test_images_are_named():
         average(table, "ens", ["a", "q"])
     with pytest.raises(ValueError, match="ens: members .* predict different test images"):
         average(table, "ens", ["a", "b"])
+
+
+def test_config_names_the_ensemble_key_and_what_is_wrong():
+    from karyosr.config import ConfigError, validate
+
+    experiments = [{"name": "a", "input": "hr", "backbone": "plain_cnn"},
+                   {"name": "b", "input": "hr", "backbone": "resnet18"}]
+
+    def config(*ensembles):
+        return {"classify": {"experiments": [dict(e) for e in experiments], "ensembles": list(ensembles)}}
+
+    assert validate(config({"name": "ab", "members": ["a", "b"]}))["classify"]["ensembles"][0]["over_seeds"] is False
+    assert validate(config({"name": "a3", "members": ["a"], "over_seeds": True}))
+    for ensemble, message in (({"name": "ab", "members": ["a", "z"]}, r"classify.ensembles.0.members: \['z'\]"),
+                              ({"name": "a", "members": ["a", "b"]}, "classify.ensembles.0.name: 'a' is already"),
+                              ({"name": "aa", "members": ["a"]}, "unless over_seeds is true")):
+        with pytest.raises(ConfigError, match=message):
+            validate(config(ensemble))
+
+
+def test_ensembles_are_compared_with_each_member_per_seed_only():
+    from karyosr.classify.ensemble import as_experiment
+    from karyosr.classify.metrics import comparison_pairs
+
+    experiments = [{"name": "a", "input": "hr", "backbone": "plain_cnn", "balance": "smote"},
+                   {"name": "b", "input": "hr", "backbone": "resnet18", "balance": "smote"}]
+    per_seed = as_experiment({"name": "ab", "members": ["a", "b"], "over_seeds": False}, experiments)
+    pooled = as_experiment({"name": "a_all", "members": ["a"], "over_seeds": True}, experiments)
+    assert per_seed["backbone"] == "plain_cnn+resnet18" and per_seed["input"] == "hr"
+    pairs = comparison_pairs(experiments + [per_seed, pooled])
+    assert [p[:3] for p in pairs if p[0] == "ensemble"] == [("ensemble", "ab", "a"), ("ensemble", "ab", "b")]

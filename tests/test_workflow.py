@@ -186,7 +186,7 @@ def test_report_is_complete(run_dir):
     report = run_dir / "results/report"
     page = (report / "index.html").read_text()
     # sample grids, NIQE/PIQE box plots, SR training curves, 2 confusion matrices, t-SNE, classifier curves
-    assert page.count("data:image/png;base64,") == 2 + 2 + 1 + 2 + 1 + 1
+    assert page.count("data:image/png;base64,") == 2 + 2 + 1 + 3 + 1 + 1
     assert "x4_bicubic" in page and "bicubic" in page and "Images per stage" in page
     markdown = (report / "summary.md").read_text()
     assert "| method | PSNR (dB) | SSIM | PSNR fg (dB) |" in markdown and "**" in markdown
@@ -215,13 +215,23 @@ def test_classification_end_to_end(run_dir):
             np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
             assert (predictions["predicted"] == probabilities.argmax(axis=1)).all()
     over_seeds = read(run_dir, "classify/summary/over_seeds.parquet")
-    assert list(over_seeds["experiment"]) == ["dcnn_hr", "super_dcnn"] and (over_seeds["seeds"] == 2).all()
+    assert list(over_seeds["experiment"]) == ["dcnn_hr", "super_dcnn", "both"] and (over_seeds["seeds"] == 2).all()
     assert over_seeds["accuracy_mean"].between(0, 1).all()
+    assert over_seeds.set_index("experiment").loc["both", "backbone"] == "dcnn"
+    # the ensemble: both members' probabilities averaged per seed and image, then compared with each
+    summary = read(run_dir, "classify/summary/predictions.parquet")
+    ensemble = summary[(summary["experiment"] == "both") & (summary["seed"] == 0)].set_index("image_id")
+    members = [read(run_dir, f"classify/predictions/{name}/seed0.parquet").set_index("image_id")
+               for name in ("dcnn_hr", "super_dcnn")]
+    mean = (np.stack(members[0]["probabilities"]) + np.stack(members[1].loc[members[0].index, "probabilities"])) / 2
+    assert (ensemble.loc[members[0].index, "predicted"].to_numpy() == mean.argmax(axis=1)).all()
+    comparisons = read(run_dir, "classify/summary/comparisons.parquet")
+    assert set(comparisons.loc[comparisons["comparison"] == "ensemble", "baseline"]) == {"dcnn_hr", "super_dcnn"}
     per_class = read(run_dir, "classify/summary/per_class.parquet")
-    assert len(per_class) == 2 * 24
+    assert len(per_class) == 3 * 24
     page = (run_dir / "results/report/index.html").read_text()
     for section in ("Classification: networks and inputs", "Classification: ablation", "Classification: per class",
-                    "Confusion matrix, dcnn_hr", "t-SNE"):
+                    "Confusion matrix, dcnn_hr", "Confusion matrix, both", "t-SNE"):
         assert section in page
 
 

@@ -43,6 +43,7 @@ TINY_CONFIG = {
              "backbone_options": {"width": 0.25}, "sr_options": {"channels": [8, 4]}, "balance": "class_weight",
              "epochs": 2, "steps_per_epoch": 10, "batch_size": 16},
         ],
+        "ensembles": [{"name": "both", "members": ["dcnn_hr", "super_dcnn"]}],
     },
     "report": {"title": "tiny test run", "sample_images": 2},
 }

@@ -58,6 +58,7 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
     config.clear()
     config.update(canonical)
     _check_semantics(config)
+    _check_ensembles(config["classify"])
     return config
 
 
@@ -211,3 +212,22 @@ def _check_semantics(config: dict[str, Any]) -> None:
         if parts[0] == "super" and parts[1] not in ("srcnn", "srresnet", "esrgan", "srfbn"):
             raise ConfigError(f"config key {key}.input: {parts[1]!r} is not an SR architecture for super: inputs "
                               "(srcnn, srresnet, esrgan, srfbn)")
+
+
+def _check_ensembles(classify: dict[str, Any]) -> None:
+    """Every ensemble averages named experiments, under a name no experiment has; one member is an
+    ensemble only over its seeds."""
+    experiments = [e["name"] for e in classify["experiments"]]
+    seen = set(experiments)
+    for i, ensemble in enumerate(classify["ensembles"]):
+        key = f"classify.ensembles.{i}"
+        if ensemble["name"] in seen:
+            raise ConfigError(f"config key {key}.name: {ensemble['name']!r} is already the name of an experiment or "
+                              "ensemble")
+        seen.add(ensemble["name"])
+        unknown = [m for m in ensemble["members"] if m not in experiments]
+        if unknown:
+            raise ConfigError(f"config key {key}.members: {unknown} are not classify.experiments (have {experiments})")
+        if len(set(ensemble["members"])) < 2 and not ensemble["over_seeds"]:
+            raise ConfigError(f"config key {key}.members: one experiment ({ensemble['members']}) averages nothing "
+                              "unless over_seeds is true (its seeds' runs averaged); name two or more")

@@ -114,8 +114,8 @@ rule classification_summary:
         over_seeds="results/classify/summary/over_seeds.parquet",
         comparisons="results/classify/summary/comparisons.parquet",
         per_class="results/classify/summary/per_class.parquet",
-        confusion=expand("results/classify/summary/confusion_{experiment}.parquet", experiment=EXPERIMENTS),
-        confusion_png=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
+        confusion=expand("results/classify/summary/confusion_{experiment}.parquet", experiment=SUMMARISED),
+        confusion_png=expand("results/report/confusion_{experiment}.png", experiment=SUMMARISED),
         tsne=report("results/report/tsne.png", caption="../report/tsne.rst", category="Classification"),
     log:
         "results/logs/classify/summary.log",
@@ -125,6 +125,7 @@ rule classification_summary:
         "../envs/report.yaml"
     params:
         experiments=config["classify"]["experiments"],
+        ensembles=config["classify"]["ensembles"],
         bootstrap=config["classify"]["bootstrap"],
         decoding=CELL_DECODING,
     script:

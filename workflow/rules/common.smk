@@ -115,6 +115,8 @@ SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODEL
 SR_SETTINGS = sr_run_settings(config)
 DATASET = config["dataset"]["name"]
 EXPERIMENTS = {e["name"]: e for e in config["classify"]["experiments"]}
+# the experiments and the ensembles of them: what the classification summary reports
+SUMMARISED = [*EXPERIMENTS, *(e["name"] for e in config["classify"]["ensembles"])]
 SEEDS = config["classify"]["seeds"]
 CLASSIFY_SETTINGS = {k: config["classify"][k] for k in ("device", "bf16")}
 CELL_DECODING = {k: config["classify"][k] for k in ("cell_decoding", "flag_likelihood_ratio", "complete_cells")}

@@ -80,7 +80,7 @@ rule report:
         per_class=["results/classify/summary/per_class.parquet"] if EXPERIMENTS else [],
         comparisons=["results/classify/summary/comparisons.parquet"] if EXPERIMENTS else [],
         cells=["results/classify/summary/cells.parquet"] if EXPERIMENTS else [],
-        confusion=expand("results/report/confusion_{experiment}.png", experiment=EXPERIMENTS),
+        confusion=expand("results/report/confusion_{experiment}.png", experiment=SUMMARISED),
         tsne=["results/report/tsne.png"] if EXPERIMENTS else [],
         class_histories=expand(
             "results/classify/models/{experiment}/seed{seed}/history.parquet", experiment=EXPERIMENTS, seed=SEEDS

@@ -3,14 +3,15 @@ from pathlib import Path
 import pandas as pd
 
 from karyosr import logs
-from karyosr.classify import karyotype, metrics
+from karyosr.classify import ensemble, karyotype, metrics
 from karyosr.io import shards
 from karyosr.report import figures
 
 logs.setup(snakemake.log[0])
 out, params = snakemake.output, snakemake.params
-experiments = params.experiments
-predictions = shards.concat_tables(snakemake.input.predictions)
+predictions, experiments = ensemble.add_ensembles(
+    shards.concat_tables(snakemake.input.predictions), params.experiments, params.ensembles
+)
 if params.decoding["cell_decoding"]:
     predictions, cells = karyotype.decode(predictions, params.decoding)
 else:

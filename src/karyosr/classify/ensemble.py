@@ -44,3 +44,27 @@ def average(predictions: pd.DataFrame, name: str, members: list[str], over_seeds
                                  "label": first.loc[order, "label"].to_numpy(), "predicted": mean.argmax(1),
                                  "probabilities": list(mean), "experiment": name, "seed": seed}))
     return pd.concat(out, ignore_index=True)
+
+
+def as_experiment(ensemble: dict, experiments: list[dict]) -> dict:
+    """The ensemble as the summary tables list an experiment: its members' backbones, inputs and
+    balancing joined with '+' where they differ, and its members."""
+    members = [e for e in experiments if e["name"] in ensemble["members"]]
+
+    def joined(key: str) -> str:
+        return "+".join(dict.fromkeys(str(e[key]) for e in members))
+
+    return {"name": ensemble["name"], "backbone": joined("backbone"), "input": joined("input"),
+            "balance": joined("balance"), "members": list(ensemble["members"]),
+            "over_seeds": bool(ensemble["over_seeds"])}
+
+
+def add_ensembles(predictions: pd.DataFrame, experiments: list[dict],
+                  ensembles: list[dict]) -> tuple[pd.DataFrame, list[dict]]:
+    """``predictions`` with every ensemble's rows after the experiments', and ``experiments`` with
+    each ensemble as `as_experiment` describes it."""
+    if not ensembles:
+        return predictions, experiments
+    added = [average(predictions, e["name"], e["members"], e["over_seeds"]) for e in ensembles]
+    return (pd.concat([predictions, *added], ignore_index=True),
+            experiments + [as_experiment(e, experiments) for e in ensembles])

@@ -280,9 +280,12 @@ def comparison_pairs(experiments: list[dict]) -> list[tuple[str, str, str, tuple
     * ``lr_to_hr_gap``: HR input vs bicubic LR input of a profile;
     * ``sr_route``: an sr: or super: input vs the LR input of the same profile (sr_options apply to
       super: inputs only, so they do not count as a difference);
-    * ``balance``: SMOTE vs another balancing of the same input, on X and Y accuracy.
+    * ``balance``: SMOTE vs another balancing of the same input, on X and Y accuracy;
+    * ``ensemble``: an ensemble of each seed's runs (`karyosr.classify.ensemble`) vs each member.
     """
-    pairs = []
+    pairs = [("ensemble", e["name"], member, ("accuracy",)) for e in experiments
+             if e.get("members") and not e["over_seeds"] for member in e["members"]]
+    experiments = [e for e in experiments if not e.get("members")]
     by_input: dict[str, dict[str, str]] = {}
     for e in experiments:
         by_input.setdefault(_settings_key(e, {"input", "sr_options"}), {}).setdefault(e["input"], e["name"])

@@ -2,9 +2,10 @@
 
 The cell folds of benchmarks/gband_cell_folds.py (same seed, same deal of cells), each backbone
 trained on a fold's training cells with the workflow's default recipe (schema defaults: 18 passes,
-one-cycle AdamW at 3e-3, label smoothing, mirror images and shifts) plus the study's mirror-image
-test-time augmentation, at its CPU size (``--recipes``: the backbone options and recipe keys each
-backbone gets), one process and one thread per training. The table gives accuracy with and without
+one-cycle AdamW at 3e-3, label smoothing, mirror images and shifts; and the backbone's own defaults
+of karyosr.classify.recipes: its CPU size and the fixes measured here) plus the study's
+mirror-image test-time augmentation (``--recipes``: other keys for a backbone, to try a fix), one
+process and one thread per training. The table gives accuracy with and without
 cell decoding pooled over the folds run, each backbone's difference from ``plain_cnn`` image by
 image (paired; 95 % bootstrap over cells), its parameter count, and its training time.
 
@@ -34,24 +35,13 @@ from gband_cell_folds import N_BOOT, deal_folds, load_images, run_fold
 
 BACKBONES = ("plain_cnn", "dcnn", "resnet18", "resnet50", "vgg19", "xception", "inception_resnet_v2")
 REFERENCE = "plain_cnn"
-# The CPU sizes: the published networks at a quarter of their width (a 48 px crop and 2 cores do
-# not need 11-39 M parameters: ResNet-18 x0.25 trains 12x faster per step than at full width); the
-# DCNN and the plain network at their own size.
-CPU_RECIPES = {
-    "plain_cnn": {},
-    "dcnn": {},
-    "resnet18": {"backbone_options": {"width": 0.25}},
-    "resnet50": {"backbone_options": {"width": 0.25}},
-    "vgg19": {"backbone_options": {"width": 0.25}},
-    "xception": {"backbone_options": {"width": 0.25}},
-    "inception_resnet_v2": {"backbone_options": {"width": 0.25}},
-}
-
-
 def recipe_of(backbone: str, recipes: dict) -> dict:
-    """The experiment keys a backbone trains with: the workflow's defaults, mirror-image TTA as the
-    study uses, and the backbone's CPU size or what --recipes says instead."""
-    return {"backbone": backbone, "tta": CLASSIFIER["tta"], **recipes.get(backbone, CPU_RECIPES[backbone])}
+    """The experiment keys a backbone trains with: the workflow's defaults for it
+    (karyosr.classify.recipes: its CPU size and measured fixes), mirror-image TTA as the study
+    uses, or what --recipes says for it instead."""
+    from karyosr.classify.recipes import BACKBONE_DEFAULTS
+
+    return {"backbone": backbone, "tta": CLASSIFIER["tta"], **recipes.get(backbone, BACKBONE_DEFAULTS[backbone])}
 
 
 def cache_key(recipe: dict, input_name: str, fold: int, seed: int, n_folds: int) -> str:

@@ -359,3 +359,22 @@ def test_keys_come_out_sorted_whatever_the_order_written():
 def test_schema_is_of_the_draft_snakemake_validates_with():
     # snakemake.utils.validate always uses Draft 2020-12 and warns on every run about any other $schema
     assert SCHEMA["$schema"] == jsonschema.Draft202012Validator.META_SCHEMA["$schema"]
+
+
+def test_backbones_get_their_cpu_size_and_measured_fixes_where_the_config_is_silent():
+    from karyosr.classify.recipes import BACKBONE_DEFAULTS
+
+    experiments = [{"name": "r50", "input": "hr", "backbone": "resnet50"},
+                   {"name": "r50_published", "input": "hr", "backbone": "resnet50", "backbone_options": {"width": 1.0}},
+                   {"name": "plain", "input": "hr", "backbone": "plain_cnn", "epochs": 7}]
+    config = validate({"classify": {"experiments": experiments}})
+    r50, published, plain = config["classify"]["experiments"]
+    assert r50["backbone_options"] == {"width": 0.25, "zero_init_residual": True}
+    # a given option wins, the others still come from the backbone's defaults
+    assert published["backbone_options"] == {"width": 1.0, "zero_init_residual": True}
+    assert plain["backbone_options"] == {} and plain["epochs"] == 7
+    # every backbone the schema allows has an entry, and only schema keys are set
+    schema = load_schema()
+    experiment_schema = schema["properties"]["classify"]["properties"]["experiments"]["items"]
+    assert set(BACKBONE_DEFAULTS) == set(experiment_schema["properties"]["backbone"]["enum"])
+    assert all(set(d) <= set(experiment_schema["properties"]) for d in BACKBONE_DEFAULTS.values())

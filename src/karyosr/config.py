@@ -11,6 +11,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as snakemake_validate
 
+from karyosr.classify import recipes
+
 INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "unsharp")
 # dataset.layout types of unlabelled whole images (ingested at native size; crop_filter does not apply).
 WHOLE_IMAGE_LAYOUTS = ("images", "magnification_series")
@@ -48,18 +50,31 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
     the benchmarks and commands alike (Snakemake is a dependency of the package). Raises
     ConfigError naming the key, the offending value and what is allowed.
     """
+    given = _experiment_keys(config)
     try:
         snakemake_validate(config, str(schema_path), set_default=True)
     except WorkflowError:
         # Snakemake stops at the first error and prints it with a dump of the schema; list every
         # error by its key path instead, so that one edit of the config file fixes them all.
         raise ConfigError(_schema_errors(config, load_schema(schema_path))) from None
+    experiments = config["classify"]["experiments"]
+    experiments[:] = [recipes.with_backbone_defaults(e, keys) for e, keys in zip(experiments, given)]
     canonical = _canonical(config)
     config.clear()
     config.update(canonical)
     _check_semantics(config)
     _check_ensembles(config["classify"])
     return config
+
+
+def _experiment_keys(config: dict[str, Any]) -> list[set[str]]:
+    """The keys each classify experiment gives itself, before the schema fills in defaults (a
+    backbone's own defaults apply only where the config is silent)."""
+    classify = config.get("classify")
+    experiments = classify.get("experiments") if isinstance(classify, dict) else None
+    if not isinstance(experiments, list):
+        return []
+    return [set(e) if isinstance(e, dict) else set() for e in experiments]
 
 
 def _schema_errors(config: dict[str, Any], schema: dict) -> str:

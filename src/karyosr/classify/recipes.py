@@ -25,7 +25,7 @@ BACKBONE_DEFAULTS: dict[str, dict] = {
     "dcnn": {},
     "resnet18": {"backbone_options": {"width": 0.25}},
     "resnet50": {"backbone_options": {"width": 0.25, "zero_init_residual": True}},
-    "vgg19": {"backbone_options": {"width": 0.25}},
+    "vgg19": {"backbone_options": {"width": 0.25, "dropout": 0.0}},
     "xception": {"backbone_options": {"width": 0.25}},
     "inception_resnet_v2": {"backbone_options": {"width": 0.25}},
 }

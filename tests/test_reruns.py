@@ -43,6 +43,7 @@ if BASE_CONFIG.get("classify", {}).get("experiments"):
     BASE_CONFIG["classify"]["experiments"] = [dict(e, epochs=1, steps_per_epoch=4)
                                               for e in BASE_CONFIG["classify"]["experiments"] if e["input"] == "hr"][:1]
     BASE_CONFIG["classify"]["seeds"] = BASE_CONFIG["classify"].get("seeds", [0])[:1]
+    BASE_CONFIG["classify"]["ensembles"] = []  # their members are among the experiments left out
 CLASSIFIER = BASE_CONFIG.get("classify", {}).get("experiments") or None
 
 

@@ -13,7 +13,7 @@ and splits each step into SR layers and backbone (the step minus the backbone-al
 arithmetic (multiply-adds of every convolution, forward and backward = 3x forward) and the rate
 reached. Writes benchmarks/results/supernet_profile.{md,json}.
 
-    python benchmarks/supernet_profile.py [--steps 10] [--backbone resnet18 --width 0.25]
+    python benchmarks/supernet_profile.py [--steps 10] [--backbones plain_cnn:1 resnet18:0.25]
 """
 
 from __future__ import annotations
@@ -83,11 +83,42 @@ def step_seconds(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, steps:
     return sorted(times)[len(times) // 2]
 
 
+def profile_backbone(name: str, width: float, steps: int, lr_images, hr_images, labels) -> list[dict]:
+    """Step times of the two-stage classifier and of every super-network variant on ``name``."""
+
+    def backbone():
+        return build_backbone(name, width=width)
+
+    rows = []
+    for channels_last in (False, True):
+        net = backbone()
+        macs = conv_macs(net, hr_images)
+        seconds = step_seconds(net, hr_images, labels, steps, channels_last)
+        rows.append({"backbone": name, "width": width,
+                     "network": f"{name} x{width:g} alone (two-stage classifier)"
+                                + (", channels-last" if channels_last else ""),
+                     "step_s": seconds, "sr_s": 0.0, "gmacs": 3 * macs / 1e9})
+    reference = min(row["step_s"] for row in rows)
+    for variant, (options, channels_last) in VARIANTS.items():
+        sr = archs.build_sr("srcnn", SCALE, input_shift=0.5, **options)
+        net = SuperNetwork(sr, backbone(), SCALE)
+        macs = conv_macs(net, lr_images)
+        sr_macs = conv_macs(sr, lr_images)
+        seconds = step_seconds(net, lr_images, labels, steps, channels_last)
+        alone = rows[1 if channels_last else 0]["step_s"]
+        rows.append({"backbone": name, "width": width, "network": f"super-network: {variant}", "step_s": seconds,
+                     "sr_s": seconds - alone, "gmacs": 3 * macs / 1e9, "sr_gmacs": 3 * sr_macs / 1e9})
+    for row in rows:
+        row["gflops"] = 2 * row["gmacs"] / row["step_s"]
+        row["vs_two_stage"] = row["step_s"] / reference
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--backbones", nargs="+", default=["plain_cnn:1", "resnet18:0.25"],
+                        help="backbone:width pairs")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,44 +126,26 @@ def main() -> None:
     lr_images = torch.rand(BATCH, 1, HR_PX // SCALE, HR_PX // SCALE)
     hr_images = torch.rand(BATCH, 1, HR_PX, HR_PX)
     labels = torch.randint(0, 24, (BATCH,))
-
-    def backbone():
-        return build_backbone(args.backbone, width=args.width)
-
-    rows = []
-    for channels_last in (False, True):
-        net = backbone()
-        macs = conv_macs(net, hr_images)
-        seconds = step_seconds(net, hr_images, labels, args.steps, channels_last)
-        rows.append({"network": f"{args.backbone} x{args.width:g} alone (two-stage classifier)"
-                                + (", channels-last" if channels_last else ""),
-                     "step_s": seconds, "sr_s": 0.0, "gmacs": 3 * macs / 1e9})
-    reference = min(row["step_s"] for row in rows)
-    for name, (options, channels_last) in VARIANTS.items():
-        sr = archs.build_sr("srcnn", SCALE, input_shift=0.5, **options)
-        net = SuperNetwork(sr, backbone(), SCALE)
-        macs = conv_macs(net, lr_images)
-        sr_macs = conv_macs(sr, lr_images)
-        seconds = step_seconds(net, lr_images, labels, args.steps, channels_last)
-        alone = rows[1 if channels_last else 0]["step_s"]
-        rows.append({"network": f"super-network: {name}", "step_s": seconds, "sr_s": seconds - alone,
-                     "gmacs": 3 * macs / 1e9, "sr_gmacs": 3 * sr_macs / 1e9})
-    for row in rows:
-        row["gflops"] = 2 * row["gmacs"] / row["step_s"]
-        row["vs_two_stage"] = row["step_s"] / reference
     lines = ["# Super-network training step: where the time goes", "",
              f"One AdamW step, batch {BATCH}, x{SCALE} ({HR_PX // SCALE} px LR, {HR_PX} px into the backbone), "
              f"{args.threads} CPU thread(s), median of {args.steps} steps; multiply-adds of every convolution, "
              "forward and backward (3x forward). 'SR layers': the step minus the backbone-alone step in the same "
-             "memory format. 'vs two-stage': the step against the two-stage classifier's fastest step.", "",
-             "| network | step (ms) | SR layers (ms) | GMAC per step | of it SR layers | GFLOPS | vs two-stage |",
-             "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(f"| {row['network']} | {1000 * row['step_s']:.0f} | {1000 * row['sr_s']:.0f} | "
-                     f"{row['gmacs']:.1f} | {row.get('sr_gmacs', 0):.1f} | {row['gflops']:.1f} | "
-                     f"{row['vs_two_stage']:.2f}x |")
-    (RESULTS / "supernet_profile.md").write_text("\n".join(lines) + "\n")
-    record("supernet_profile", {"backbone": args.backbone, "width": args.width, "threads": args.threads,
+             "memory format. 'vs two-stage': the step against the two-stage classifier's fastest step.", ""]
+    rows = []
+    for spec in args.backbones:
+        name, _, width = spec.partition(":")
+        found = profile_backbone(name, float(width or 1), args.steps, lr_images, hr_images, labels)
+        rows += found
+        lines += [f"## {name} x{float(width or 1):g}", "",
+                  "| network | step (ms) | SR layers (ms) | GMAC per step | of it SR layers | GFLOPS | vs two-stage |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in found:
+            lines.append(f"| {row['network']} | {1000 * row['step_s']:.0f} | {1000 * row['sr_s']:.0f} | "
+                         f"{row['gmacs']:.1f} | {row.get('sr_gmacs', 0):.1f} | {row['gflops']:.1f} | "
+                         f"{row['vs_two_stage']:.2f}x |")
+        lines.append("")
+    (RESULTS / "supernet_profile.md").write_text("\n".join(lines))
+    record("supernet_profile", {"backbones": args.backbones, "threads": args.threads,
                                 "batch": BATCH, "hr_px": HR_PX, "scale": SCALE, "rows": rows})
 
 

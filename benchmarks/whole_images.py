@@ -62,6 +62,7 @@ import pandas as pd
 import yaml
 
 from common import REPO, RESULTS, machine
+from reference_sr import super_resolve_images, train_for
 
 BENCH = "benchmark"  # the benchmark's own records inside the work folder
 REFERENCE = "reference_cnn"  # the reference network's method name in the tables
@@ -386,39 +387,6 @@ def enhance_costs(work: Path) -> pd.DataFrame:
 # ------------------------------------------------------------------------- the reference network
 
 
-def reference_network(scale: int, width: int, depth: int, shift: float):
-    """A plain residual CNN: ``depth`` 3x3 conv + ReLU layers on the centred LR input, a 3x3 conv to
-    scale^2 channels and PixelShuffle (scale 1: one channel), added to the bicubic image (torch's
-    bicubic; scale 1: the input itself). He-initialised; the last layer starts small, so training
-    starts at the skip."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class ReferenceSR(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, channels = [], 1
-            for _ in range(depth):
-                conv = nn.Conv2d(channels, width, 3, padding=1)
-                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-                nn.init.zeros_(conv.bias)
-                layers += [conv, nn.ReLU(inplace=True)]
-                channels = width
-            self.body = nn.Sequential(*layers)
-            self.tail = nn.Conv2d(width, scale * scale, 3, padding=1)
-            with torch.no_grad():
-                self.tail.weight.mul_(0.1)
-                self.tail.bias.zero_()
-            self.up = nn.PixelShuffle(scale) if scale > 1 else nn.Identity()
-
-        def forward(self, x):
-            skip = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False) if scale > 1 else x
-            return skip + self.up(self.tail(self.body(x - shift)))
-
-    return ReferenceSR()
-
-
 def train_reference(work: Path, profile: dict, minutes: float, config: dict,
                     seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Train the reference network on the workflow's training tiles of ``profile`` (HR tiles from
@@ -427,48 +395,20 @@ def train_reference(work: Path, profile: dict, minutes: float, config: dict,
     1e-3 with a short warm-up and cosine annealing over the time budget), then score it on the test
     tiles as the metrics rule scores every method: the per-tile scores and what the training did."""
     import torch
-    import torch.nn.functional as F
 
     from karyosr.io import shards
     from karyosr.quality.full_reference import foreground_masks, score
-    from karyosr.sr.data import PatchSampler, load_pairs, to_images, to_tensor
+    from karyosr.sr.data import load_pairs
 
     torch.set_num_threads(1)
-    torch.manual_seed(seed)
     hr_shards = sorted((work / "results/tiles/shards").glob("*.parquet"))
     lr_shards = sorted((work / f"results/degrade/{profile['name']}/shards").glob("*.parquet"))
     train = load_pairs(hr_shards, lr_shards, "train")
-    scale, peak = train.scale, train.peak
-    spec = REFERENCE_NET[4 if scale > 1 else 1]
-    shift = float(train.lr.mean()) / peak
-    net = reference_network(scale, spec["width"], spec["depth"], shift)
-    sampler = PatchSampler(train, spec["patch"], spec["batch"])
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.99))
-    budget, warmup, losses, step = 60.0 * minutes, 50, [], 0
-    net.train()
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < budget:
-        factor = min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * elapsed / budget))
-        for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * factor
-        lr_batch, hr_batch = sampler.sample()
-        loss = F.l1_loss(net(to_tensor(lr_batch, peak, torch.device("cpu"))), to_tensor(hr_batch, peak,
-                                                                                        torch.device("cpu")))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        step += 1
-    train_seconds = time.perf_counter() - start
+    net, trained = train_for(train, REFERENCE_NET[4 if train.scale > 1 else 1], minutes, seed)
 
     start = time.perf_counter()
     test = load_pairs(hr_shards, lr_shards, "test")
-    net.eval()
-    outputs = []
-    with torch.no_grad():
-        for i in range(0, len(test.lr), 32):
-            outputs.append(to_images(net(to_tensor(test.lr[i:i + 32], peak, torch.device("cpu"))), peak, test.hr.dtype))
-    sr = np.concatenate(outputs)
+    sr = super_resolve_images(net, test.lr, train.peak)
     tiles = shards.read_table(work / "results/tiles/manifest.parquet", columns=["image_id", "polarity",
                                                                                "threshold_level"])
     tiles = tiles.drop_duplicates("image_id").set_index("image_id").loc[test.image_ids]
@@ -476,14 +416,9 @@ def train_reference(work: Path, profile: dict, minutes: float, config: dict,
                              config["metrics"]["foreground_dilation"])
     scores = score(test.hr, sr, config["metrics"], masks)
     per_tile = pd.concat([pd.DataFrame({"image_id": test.image_ids, "profile": profile["name"], "method": REFERENCE}),
-                          scores], axis=1).assign(train_seconds=round(train_seconds, 1))
-    info = {"profile": profile["name"], "definition": profile, "minutes": minutes, "scale": scale, **spec, "parameters": sum(p.numel() for p in net.parameters()),
-            "input_shift": round(shift, 4), "minutes_budget": minutes, "train_seconds": round(train_seconds, 1),
-            "steps": step, "patches_per_second": round(step * spec["batch"] / max(train_seconds, 1e-9), 1),
-            "train_tiles": len(train.hr), "test_tiles": len(test.hr),
-            "l1_first_50": round(float(np.mean(losses[:50])), 5) if losses else None,
-            "l1_last_50": round(float(np.mean(losses[-50:])), 5) if losses else None,
-            "eval_seconds": round(time.perf_counter() - start, 1)}
+                          scores], axis=1).assign(train_seconds=trained["train_seconds"])
+    info = {"profile": profile["name"], "definition": profile, "minutes_budget": minutes, **trained,
+            "test_tiles": len(test.hr), "eval_seconds": round(time.perf_counter() - start, 1)}
     return per_tile, info
 
 

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from karyosr import config
 from karyosr.config import ConfigError, load_schema, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,3 +379,22 @@ def test_backbones_get_their_cpu_size_and_measured_fixes_where_the_config_is_sil
     experiment_schema = schema["properties"]["classify"]["properties"]["experiments"]["items"]
     assert set(BACKBONE_DEFAULTS) == set(experiment_schema["properties"]["backbone"]["enum"])
     assert all(set(d) <= set(experiment_schema["properties"]) for d in BACKBONE_DEFAULTS.values())
+
+
+def test_lists_the_schema_holds_match_the_code_that_implements_them():
+    """The schema is the one source of the config's lists: every SR architecture it allows is in
+    the registry and back, and every interpolation method it allows runs."""
+    import numpy as np
+
+    from karyosr.sr import archs
+    from karyosr.sr.upscale import upscale
+
+    assert set(config.SR_ARCHS) == set(archs.ARCHS)
+    lr = np.full((6, 5), 200, np.uint8)
+    for method in config.INTERPOLATION_METHODS:
+        assert upscale(lr, 2, method, {"amount": 0.5, "sigma": 1.0}).shape == (12, 10)
+
+
+def test_the_schema_ships_inside_the_package():
+    assert config.SCHEMA_PATH.is_file()
+    assert Path(config.__file__).parent in config.SCHEMA_PATH.parents

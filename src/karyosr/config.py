@@ -13,10 +13,8 @@ from snakemake.utils import validate as snakemake_validate
 
 from karyosr.classify import recipes
 
-INTERPOLATION_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "unsharp")
-# dataset.layout types of unlabelled whole images (ingested at native size; crop_filter does not apply).
-WHOLE_IMAGE_LAYOUTS = ("images", "magnification_series")
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package, so an installed karyosr validates configs as a checkout does.
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -25,6 +23,23 @@ class ConfigError(ValueError):
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
+
+
+def _schema_enum(schema: dict, *path: str) -> tuple[str, ...]:
+    """The allowed values the schema lists at ``path`` (property names, then "items" for a list)."""
+    node = schema
+    for key in path:
+        node = node[key] if key == "items" else node["properties"][key]
+    return tuple(node["enum"])
+
+
+# Lists the checks below need, read from the schema so that it stays their one source (the SR
+# architecture registry and the interpolation code are checked against it by tests/test_config.py).
+_SCHEMA = load_schema()
+SR_ARCHS = _schema_enum(_SCHEMA, "sr", "models", "items", "arch")
+INTERPOLATION_METHODS = _schema_enum(_SCHEMA, "upscale", "methods", "items")
+# dataset.layout types of unlabelled whole images (ingested at native size; crop_filter does not apply).
+WHOLE_IMAGE_LAYOUTS = ("images", "magnification_series")
 
 
 SR_RUN_KEYS = ("device", "bf16", "compile", "tile", "tile_overlap", "infer_batch_size")
@@ -62,8 +77,8 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
     canonical = _canonical(config)
     config.clear()
     config.update(canonical)
-    _check_semantics(config)
-    _check_ensembles(config["classify"])
+    for check in SECTION_CHECKS:
+        check(config)
     return config
 
 
@@ -103,7 +118,7 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def _check_semantics(config: dict[str, Any]) -> None:
+def _check_dataset(config: dict[str, Any]) -> None:
     source = config["dataset"]["source"]
     required = {"url": ["url", "sha256"], "path": ["path"], "synthetic": [], "metaphase": [], "photos": []}[source["type"]]
     for key in required:
@@ -135,35 +150,42 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 "'(?P<group>...)' that extracts the split group from the "
                 + ("path relative to the dataset folder" if images_by_regex else "file name")
             )
+
+
+def _check_metrics(config: dict[str, Any]) -> None:
     if config["metrics"]["niqe_patch_size"] % 2:
         raise ConfigError(f"config key metrics.niqe_patch_size: {config['metrics']['niqe_patch_size']} must be even")
     if config["metrics"]["ssim_window"] % 2 == 0:
         raise ConfigError(f"config key metrics.ssim_window: {config['metrics']['ssim_window']} must be odd")
 
+
+def _check_split(config: dict[str, Any]) -> None:
     fractions = config["split"]["fractions"]
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-6:
         raise ConfigError(f"config key split.fractions: fractions {fractions} sum to {total:g}, expected 1")
 
+
+def _check_degrade(config: dict[str, Any]) -> None:
+    layout = config["dataset"]["layout"]["type"]
     # The HR images synthetic profiles degrade: crop_filter's squares, or the tiles of whole images.
-    size_key = "tiles.size" if layout["type"] == "images" else "crop_filter.target_size"
-    size = config["tiles"]["size"] if layout["type"] == "images" else config["crop_filter"]["target_size"]
-    names = [p["name"] for p in config["degrade"]["profiles"]]
+    size_key = "tiles.size" if layout == "images" else "crop_filter.target_size"
+    size = config["tiles"]["size"] if layout == "images" else config["crop_filter"]["target_size"]
+    names = profile_names(config)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"config key degrade.profiles: profile name(s) {repeated} appear more than once")
-    whole = layout["type"] in WHOLE_IMAGE_LAYOUTS
     for i, profile in enumerate(config["degrade"]["profiles"]):
-        name = profile["name"]
-        if profile["paired"] and layout["type"] != "magnification_series":
+        key, name = f"degrade.profiles.{i}", profile["name"]
+        if profile["paired"] and layout != "magnification_series":
             raise ConfigError(
-                f"config key degrade.profiles.{i}.paired: profile {name!r} is paired (real LR/HR pairs from "
+                f"config key {key}.paired: profile {name!r} is paired (real LR/HR pairs from "
                 f"registered magnification series), which needs dataset.layout.type magnification_series, "
-                f"not {layout['type']!r}; for synthetic LR made from your images drop paired: true"
+                f"not {layout!r}; for synthetic LR made from your images drop paired: true"
             )
-        if layout["type"] == "magnification_series" and not profile["paired"]:
+        if layout == "magnification_series" and not profile["paired"]:
             raise ConfigError(
-                f"config key degrade.profiles.{i}: profile {name!r} is a synthetic degradation; a "
+                f"config key {key}: profile {name!r} is a synthetic degradation; a "
                 f"magnification_series trains on its registered pairs (paired: true profiles). For synthetic "
                 f"LR made from whole images use dataset.layout.type images"
             )
@@ -171,20 +193,22 @@ def _check_semantics(config: dict[str, Any]) -> None:
             continue
         if size % profile["scale"]:
             raise ConfigError(
-                f"config key degrade.profiles.{i}.scale: profile {name!r} has scale {profile['scale']}, which does "
+                f"config key {key}.scale: profile {name!r} has scale {profile['scale']}, which does "
                 f"not divide {size_key} {size}; choose a size that every scale divides"
             )
-        for key in ("blur_sigma", "noise_sigma", "jpeg_quality", "contrast_loss"):
-            value = profile.get(key)
+        for option in ("blur_sigma", "noise_sigma", "jpeg_quality", "contrast_loss"):
+            value = profile.get(option)
             if isinstance(value, list) and value[0] > value[1]:
-                raise ConfigError(f"config key degrade.profiles.{i}.{key}: profile {name!r} has range {value} "
-                                  "with low > high")
+                raise ConfigError(f"config key {key}.{option}: profile {name!r} has range {value} with low > high")
         loss = profile["contrast_loss"]
         if max(loss if isinstance(loss, list) else [loss]) >= 1:
-            raise ConfigError(f"config key degrade.profiles.{i}.contrast_loss: profile {name!r} has {loss}; "
+            raise ConfigError(f"config key {key}.contrast_loss: profile {name!r} has {loss}; "
                               "expected a fraction below 1 (1 would leave a flat image)")
 
-    sr = config["sr"]
+
+def _check_sr(config: dict[str, Any]) -> None:
+    sr, names = config["sr"], profile_names(config)
+    layout = config["dataset"]["layout"]["type"]
     unknown = [p for p in sr["profiles"] if p not in names]
     if unknown and sr["models"]:
         raise ConfigError(f"config key sr.profiles: {unknown} are not degradation profiles (have {names})")
@@ -199,18 +223,23 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"config key {key}.init_from_model: {source!r} must name an earlier model of sr.models "
                 f"with the same arch ({model['arch']})"
             )
-        if whole and model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "pipeline_features":
+        perceptual = model["perceptual"] if model["perceptual_weight"] > 0 else None
+        if perceptual and perceptual["network"] == "pipeline_features" and layout in WHOLE_IMAGE_LAYOUTS:
             raise ConfigError(f"config key {key}.perceptual.network: pipeline_features is trained on chromosome "
-                              f"classes, which the {layout['type']!r} layout does not have; use vgg19 with its "
-                              "weights file")
-        if model["perceptual_weight"] > 0 and model["perceptual"]["network"] == "vgg19" and not model["perceptual"]["weights"]:
+                              f"classes, which the {layout!r} layout does not have; use vgg19 with its weights file")
+        if perceptual and perceptual["network"] == "vgg19" and not perceptual["weights"]:
             raise ConfigError(f"config key {key}.perceptual.weights: vgg19 needs a torchvision-format VGG19 state dict file")
         seen[model["name"]] = model
 
-    experiments = config["classify"]["experiments"]
-    if whole and experiments:
-        raise ConfigError(f"config key classify.experiments: the {layout['type']!r} layout holds unlabelled whole "
+
+def _check_classify(config: dict[str, Any]) -> None:
+    experiments, names = config["classify"]["experiments"], profile_names(config)
+    sr = config["sr"]
+    layout = config["dataset"]["layout"]["type"]
+    if layout in WHOLE_IMAGE_LAYOUTS and experiments:
+        raise ConfigError(f"config key classify.experiments: the {layout!r} layout holds unlabelled whole "
                           "images, which cannot train classifiers; set classify.experiments to []")
+    sr_models = {m["name"] for m in sr["models"]}
     names_seen = set()
     for i, experiment in enumerate(experiments):
         key = f"classify.experiments.{i}"
@@ -221,17 +250,22 @@ def _check_semantics(config: dict[str, Any]) -> None:
         if len(parts) > 1 and parts[-1] not in names:
             raise ConfigError(f"config key {key}.input: {experiment['input']!r} names profile {parts[-1]!r}, "
                               f"not one of degrade.profiles {names}")
-        if parts[0] == "sr" and (parts[1] not in seen or parts[2] not in sr["profiles"]):
+        if parts[0] == "sr" and (parts[1] not in sr_models or parts[2] not in sr["profiles"]):
             raise ConfigError(f"config key {key}.input: {experiment['input']!r} needs sr.models to have {parts[1]!r} "
                               f"and sr.profiles to include {parts[2]!r}")
-        if parts[0] == "super" and parts[1] not in ("srcnn", "srresnet", "esrgan", "srfbn"):
+        if parts[0] == "super" and parts[1] not in SR_ARCHS:
             raise ConfigError(f"config key {key}.input: {parts[1]!r} is not an SR architecture for super: inputs "
-                              "(srcnn, srresnet, esrgan, srfbn)")
+                              f"({', '.join(SR_ARCHS)})")
 
 
-def _check_ensembles(classify: dict[str, Any]) -> None:
+def profile_names(config: dict[str, Any]) -> list[str]:
+    return [p["name"] for p in config["degrade"]["profiles"]]
+
+
+def _check_ensembles(config: dict[str, Any]) -> None:
     """Every ensemble averages named experiments, under a name no experiment has; one member is an
     ensemble only over its seeds."""
+    classify = config["classify"]
     experiments = [e["name"] for e in classify["experiments"]]
     seen = set(experiments)
     for i, ensemble in enumerate(classify["ensembles"]):
@@ -246,3 +280,8 @@ def _check_ensembles(classify: dict[str, Any]) -> None:
         if len(set(ensemble["members"])) < 2 and not ensemble["over_seeds"]:
             raise ConfigError(f"config key {key}.members: one experiment ({ensemble['members']}) averages nothing "
                               "unless over_seeds is true (its seeds' runs averaged); name two or more")
+
+
+# The cross-checks no schema can express, one per config section, in the order a reader meets them.
+SECTION_CHECKS = (_check_dataset, _check_metrics, _check_split, _check_degrade, _check_sr, _check_classify,
+                  _check_ensembles)

@@ -62,8 +62,7 @@ rule train_classifier:
         "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
-        gpu=1,
-        cpus_per_gpu=lambda wc, threads: threads,
+        **GPU_JOB,
         mem_mb=8000,
         runtime=lambda wc, attempt: 60 * attempt,
     params:

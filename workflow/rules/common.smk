@@ -57,13 +57,16 @@ if workflow.is_main_process:
     logger.info(config_sources())
 
 # Defaults filled in by snakemake.utils.validate, keys sorted (see karyosr.config.validate).
-validate_config(config, WORKFLOW_DIR / "schemas/config.schema.yaml")
+validate_config(config)
 
 # Threads of a job that trains or runs a network: one core per job. On 2 cores two one-thread
 # trainings side by side got through 22 % more steps than one two-thread training at a time, and a
 # two-thread job stalls whenever anything else needs a core (benchmarks/README.md); raise it with
 # --set-threads on larger machines.
 TORCH_JOB_THREADS = 1
+# The GPU request of every job that trains or runs a network (each adds its memory and runtime): one
+# GPU where the cluster has them, the job's threads as the CPUs beside it.
+GPU_JOB = dict(gpu=1, cpus_per_gpu=lambda wc, threads: threads)
 
 
 # Bookkeeping jobs that take seconds run in the submitting process, not as cluster jobs; fetch

@@ -23,7 +23,7 @@ rule enhance_whole:
         profile="|".join(WHOLE_PROFILES) or "no-whole-image-profiles",
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: TORCH_JOB_THREADS
     resources:
         mem_mb=lambda wc, input: max(40 * input.size_mb, 2000),
         runtime=lambda wc, attempt: 60 * attempt,

@@ -16,8 +16,7 @@ rule train_features:
         "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
-        gpu=1,
-        cpus_per_gpu=lambda wc, threads: threads,
+        **GPU_JOB,
         mem_mb=8000,
         runtime=lambda wc, attempt: 30 * attempt,
     params:
@@ -50,8 +49,7 @@ rule train_sr:
         "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
-        gpu=1,
-        cpus_per_gpu=lambda wc, threads: threads,
+        **GPU_JOB,
         mem_mb=8000,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
@@ -82,8 +80,7 @@ rule infer_sr:
         "../envs/torch.yaml"
     threads: TORCH_JOB_THREADS
     resources:
-        gpu=1,
-        cpus_per_gpu=lambda wc, threads: threads,
+        **GPU_JOB,
         mem_mb=8000,
         runtime=lambda wc, attempt: 30 * attempt,
     params:

@@ -19,7 +19,7 @@ import yaml
 from common import REPO, record
 from karyosr.engine import autocast
 from karyosr.sr import archs
-from karyosr.sr.train import super_resolve
+from karyosr.sr.inference import super_resolve
 from karyosr.weights import count_parameters
 
 PUBLISHED = {"srcnn": {}, "srresnet": {}, "esrgan": {}, "srfbn": {}, "unet_sharpen": {}}

@@ -36,7 +36,8 @@ from common import REPO, record
 sys.path.insert(0, str(REPO / "src"))
 from karyosr.dataset import photos  # noqa: E402
 from karyosr.sr import archs, infer  # noqa: E402
-from karyosr.sr.train import resolve_options, super_resolve  # noqa: E402
+from karyosr.sr.inference import super_resolve  # noqa: E402
+from karyosr.sr.train import resolve_options  # noqa: E402
 
 SCALE = 4
 FLOOR_TILE = 256

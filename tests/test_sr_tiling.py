@@ -17,7 +17,7 @@ import torch
 
 from karyosr import slides
 from karyosr.sr import archs, infer as sr_infer
-from karyosr.sr.train import predict
+from karyosr.sr.inference import predict
 
 CPU = torch.device("cpu")
 SCALE = 2

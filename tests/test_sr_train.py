@@ -18,6 +18,7 @@ from karyosr.quality import full_reference
 from karyosr.resize import imresize
 from karyosr.sr import archs, train as sr_train
 from karyosr.sr.data import Pairs
+from karyosr.sr.tasks import GANTask, SRFBNGANTask, SRFBNTask, SRTask, build_task
 from karyosr.sr.upscale import upscale
 
 
@@ -47,7 +48,7 @@ def test_compiled_training_steps_export_the_plain_module_weights():
     torch.manual_seed(0)
     model = sr_train.build_model(cfg, 4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    task = sr_train.SRTask(cfg, model, toy_pairs(8, 0), toy_pairs(4, 1), torch.device("cpu"), None)
+    task = build_task(cfg, model, toy_pairs(8, 0), toy_pairs(4, 1), torch.device("cpu"), None)
     assert task.forward_model is not task.model
     for step in range(2):
         assert np.isfinite(task.train_step(step)["total"])
@@ -77,6 +78,24 @@ def banded_rods(n: int, seed: int, size: int = 32) -> Pairs:
     return Pairs([f"rod{i}" for i in range(n)], hr, imresize(hr, scale=0.25), np.tile([0, size, 0, size], (n, 1)), 4)
 
 
+
+@pytest.mark.parametrize("model, kind, modules, optimizers", [
+    ({"arch": "srcnn"}, SRTask, ["model"], ["model"]),
+    ({"arch": "srfbn", "step_attention": False}, SRTask, ["model"], ["model"]),
+    ({"arch": "srfbn"}, SRFBNTask, ["model", "attention"], ["model"]),
+    ({"arch": "srcnn", "gan": {"type": "vanilla", "weight": 1e-3}}, GANTask, ["model", "discriminator", "ema"],
+     ["model", "discriminator"]),
+    ({"arch": "srfbn", "gan": {"type": "ragan", "weight": 5e-3}}, SRFBNGANTask,
+     ["model", "attention", "discriminator", "ema"], ["model", "discriminator"]),
+])
+def test_each_kind_of_model_gets_its_task_with_the_checkpoint_names_of_earlier_runs(model, kind, modules, optimizers):
+    """The checkpoint's module and optimiser names are what a resumed run loads by."""
+    cfg = model_settings({"device": "cpu"}, name="m", **model)
+    task = build_task(cfg, sr_train.build_model(cfg, 4), toy_pairs(4, 0), toy_pairs(2, 1), torch.device("cpu"), None)
+    assert type(task) is kind
+    assert list(task.modules()) == modules and list(task.optimizers()) == optimizers
+    assert task.export()["state_dict"].keys() == task.model.state_dict().keys()
+
 # Small versions of the recipe's models (input centred, bicubic-skip variants where the
 # published network has none).
 TOY_MODELS = {
@@ -90,14 +109,14 @@ TOY_MODELS = {
 
 @pytest.mark.parametrize("arch", sorted(TOY_MODELS))
 def test_every_architecture_beats_bicubic_on_a_toy_problem(arch, tmp_path):
-    """100 steps of the workflow's training path (SRTask + fit, warm-up and cosine schedule)."""
+    """100 steps of the workflow's training path (build_task + fit, warm-up and cosine schedule)."""
     torch.set_num_threads(1)
     cfg = model_settings({"device": "cpu"}, name=arch, arch=arch, options=TOY_MODELS[arch], batch_size=8,
                          patch_size=32, lr=2e-3, warmup_steps=10, epochs=1, steps_per_epoch=100)
     train, val = banded_rods(64, 0), banded_rods(16, 1)
     bicubic = float(full_reference.psnr(val.hr, upscale(val.lr, 4, "bicubic"), 255.0).mean())
     torch.manual_seed(0)
-    task = sr_train.SRTask(cfg, sr_train.build_model(cfg, 4), train, val, torch.device("cpu"), None)
+    task = build_task(cfg, sr_train.build_model(cfg, 4), train, val, torch.device("cpu"), None)
     start = task.validate()["val_psnr"]
     settings = FitSettings(epochs=1, steps_per_epoch=100, checkpoint_dir=tmp_path, config_slice=cfg,
                            checkpoint_every=1000, schedule="cosine", warmup_steps=10, progress=False)
@@ -117,7 +136,7 @@ def test_srcnn_residual_moves_off_zero_with_a_centred_input_and_warm_up(tmp_path
                          patch_size=32, lr=1e-3)
     torch.manual_seed(0)
     model = sr_train.build_model(cfg, 4)
-    task = sr_train.SRTask(cfg, model, banded_rods(32, 0), banded_rods(4, 1), torch.device("cpu"), None)
+    task = build_task(cfg, model, banded_rods(32, 0), banded_rods(4, 1), torch.device("cpu"), None)
     fit(task, FitSettings(epochs=1, steps_per_epoch=40, checkpoint_dir=tmp_path, config_slice=cfg,
                           checkpoint_every=1000, select_by="last", schedule="cosine", warmup_steps=20, progress=False))
     lr = torch.from_numpy(banded_rods(8, 2).lr).float().div(255).unsqueeze(1)

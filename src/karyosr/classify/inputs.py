@@ -60,7 +60,7 @@ def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str =
 
         from karyosr.engine import pick_device
         from karyosr.sr.infer import load_model
-        from karyosr.sr.train import predict as predict_sr
+        from karyosr.sr.inference import predict as predict_sr
 
         torch.set_num_threads(max(1, threads))
         model, sr_meta = load_model(model_path)

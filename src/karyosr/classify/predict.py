@@ -18,7 +18,7 @@ from karyosr.classify.supernet import SuperNetwork, build_classifier
 from karyosr.engine import autocast, pick_device
 from karyosr.io import shards
 from karyosr.io.images import data_range
-from karyosr.sr.data import to_tensor
+from karyosr.sr.inference import to_tensor
 from karyosr.weights import apply_state_dict
 
 log = logging.getLogger(__name__)

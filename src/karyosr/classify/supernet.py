@@ -9,6 +9,7 @@ from karyosr.classify import backbones
 from karyosr.classify.inputs import parse_input
 from karyosr.labels import N_CLASSES
 from karyosr.sr import archs
+from karyosr.sr.inference import super_resolve
 
 
 class SuperNetwork(nn.Module):
@@ -19,8 +20,6 @@ class SuperNetwork(nn.Module):
         self.sr, self.backbone, self.scale = sr, backbone, scale
 
     def upscaled(self, x):
-        from karyosr.sr.train import super_resolve
-
         # Not clamped: a clamp passes no gradient where it saturates, and SR layers pushed out of
         # [0, 1] early on would then stay there, showing the backbone a blank image.
         return super_resolve(self.sr, x, self.scale)

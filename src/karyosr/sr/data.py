@@ -75,17 +75,6 @@ def load_pairs(hr_shards, lr_shards, split: str) -> Pairs:
     )
 
 
-def to_tensor(images: np.ndarray, peak: float, device: torch.device) -> torch.Tensor:
-    """(N, H, W) integers -> (N, 1, H, W) float in [0, 1]."""
-    return torch.from_numpy(images.astype(np.float32) / peak).unsqueeze(1).to(device)
-
-
-def to_images(batch: torch.Tensor, peak: float, dtype) -> np.ndarray:
-    """(N, 1, H, W) float in [0, 1] -> (N, H, W) rounded and clipped integers."""
-    array = batch.detach().float().clamp(0, 1).mul(peak).round().squeeze(1).cpu().numpy()
-    return array.astype(dtype)
-
-
 class PatchSampler:
     """Random paired patches with flips and 90° rotations.
 

@@ -21,7 +21,7 @@ from karyosr.io import shards
 from karyosr.io.images import data_range
 from karyosr.labels import CLASS_NAMES, N_CLASSES
 from karyosr.sr import archs
-from karyosr.sr.data import to_tensor
+from karyosr.sr.inference import to_tensor
 
 log = logging.getLogger(__name__)
 

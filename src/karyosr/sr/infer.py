@@ -13,8 +13,7 @@ from karyosr.engine import autocast, pick_device
 from karyosr.io import shards
 from karyosr.io.images import data_range
 from karyosr.sr import archs
-from karyosr.sr.data import to_tensor
-from karyosr.sr.train import super_resolve
+from karyosr.sr.inference import super_resolve, to_tensor
 from karyosr.sr.upscale import SR_COLUMNS, select_split
 from karyosr.weights import apply_state_dict
 

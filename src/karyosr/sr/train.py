@@ -1,10 +1,9 @@
 """train_sr: fit one super-resolution model on one degradation profile.
 
-One task serves every architecture: a pixel loss on the prediction (for SRFBN the per-step
-losses weighted by the learned step attention), plus a perceptual loss and an adversarial loss
-when their weights are non-zero (SRGAN: MSE + perceptual + 1e-3 vanilla GAN; ESRGAN:
-0.01 L1 + perceptual + 0.005 relativistic-average GAN). GAN generators keep an EMA of their
-weights, which is what gets exported.
+``run`` loads the training and validation pairs, builds the configured network (``input_shift:
+auto`` resolved from the training images, ``build_model``) and the perceptual loss's feature
+network (``build_perceptual``), fits the model's training task (:mod:`karyosr.sr.tasks`: the
+losses of each kind of model) and writes the model file with the training images' domain.
 """
 
 from __future__ import annotations
@@ -15,18 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from karyosr import domain, model_file
-from karyosr.engine import (EMA, FitSettings, autocast, config_hash, data_hash, fit, pick_device, prepare_module,
-                            seed_everything, write_history)
+from karyosr.engine import FitSettings, config_hash, data_hash, fit, pick_device, seed_everything, write_history
 from karyosr.io import shards
 from karyosr.io.images import data_range
-from karyosr.quality import full_reference
 from karyosr.sr import archs
-from karyosr.sr.data import Pairs, PatchSampler, load_pairs, to_images, to_tensor
-from karyosr.sr.losses import PIXEL_LOSSES, PerceptualLoss, discriminator_loss, generator_adversarial_loss
+from karyosr.sr.data import Pairs, load_pairs
+from karyosr.sr.losses import PerceptualLoss
+from karyosr.sr.tasks import build_task
 from karyosr.weights import apply_state_dict, count_parameters
 
 log = logging.getLogger(__name__)
@@ -82,13 +79,6 @@ def build_model(model_cfg: dict, scale: int, lr_images: np.ndarray | None = None
     return model
 
 
-def super_resolve(model: nn.Module, lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The model's prediction for an LR batch, whatever its input convention."""
-    if getattr(model, "input_upsampled", False):
-        lr = F.interpolate(lr, size=(lr.shape[-2] * scale, lr.shape[-1] * scale), mode="bicubic", align_corners=False)
-    return archs.final_output(model(lr))
-
-
 def build_perceptual(perceptual_cfg: dict, features_model: str | None) -> PerceptualLoss:
     if perceptual_cfg["network"] == "vgg19":
         if not perceptual_cfg.get("weights"):
@@ -112,120 +102,6 @@ class _Features(nn.Module):
         return self.net.features(x)
 
 
-class SRTask:
-    def __init__(self, cfg: dict, model: nn.Module, train: Pairs, val: Pairs, device: torch.device,
-                 perceptual: PerceptualLoss | None):
-        self.cfg, self.device, self.scale = cfg, device, train.scale
-        self.model = prepare_module(model, device)
-        # Compiled for the training steps only; checkpoints keep the plain module's key names.
-        self.forward_model = torch.compile(self.model) if cfg["compile"] else self.model
-        self.sampler = PatchSampler(train, cfg["patch_size"], cfg["batch_size"])
-        self.val, self.peak = val, train.peak
-        self.pixel_loss = PIXEL_LOSSES[cfg["pixel_loss"]]
-        self.perceptual = perceptual.to(device) if perceptual and cfg["perceptual_weight"] > 0 else None
-        self.attention = (archs.StepAttention(model.num_steps).to(device)
-                          if cfg["arch"] == "srfbn" and cfg["step_attention"] else None)
-        params = list(self.model.parameters()) + (list(self.attention.parameters()) if self.attention else [])
-        self.optimizer = torch.optim.Adam(params, lr=cfg["lr"], betas=(0.9, 0.99))
-        gan = cfg.get("gan")
-        self.gan = gan
-        if gan:
-            self.discriminator = prepare_module(archs.VGGStyleDiscriminator(**gan["discriminator"]), device)
-            self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=gan["lr"], betas=(0.9, 0.99))
-            self.ema = EMA(self.model, cfg["ema_decay"])
-
-    def modules(self):
-        modules = {"model": self.model}
-        if self.attention:
-            modules["attention"] = self.attention
-        if self.gan:
-            modules.update(discriminator=self.discriminator, ema=self.ema.shadow)
-        return modules
-
-    def optimizers(self):
-        return {"model": self.optimizer, **({"discriminator": self.d_optimizer} if self.gan else {})}
-
-    def _batch(self):
-        lr, hr = self.sampler.sample()
-        return to_tensor(lr, self.peak, self.device), to_tensor(hr, self.peak, self.device)
-
-    def train_step(self, step: int) -> dict[str, float]:
-        lr, hr = self._batch()
-        cfg, losses = self.cfg, {}
-        with autocast(self.device, cfg["bf16"]):
-            if self.attention is not None:
-                steps = self.forward_model(lr)
-                pixel, weights = archs.srfbn_loss(steps, hr, self.attention, self.pixel_loss)
-                output = steps[-1]
-                losses["step_weight_last"] = weights[-1].item()
-            else:
-                output = super_resolve(self.forward_model, lr, self.scale)
-                pixel = self.pixel_loss(output, hr)
-            total = cfg["pixel_weight"] * pixel
-            losses["pixel"] = pixel.item()
-            if self.perceptual is not None:
-                perceptual = self.perceptual(output, hr)
-                total = total + cfg["perceptual_weight"] * perceptual
-                losses["perceptual"] = perceptual.item()
-            if self.gan:
-                self.discriminator.requires_grad_(False)
-                fake_logits = self.discriminator(output)
-                real_logits = self.discriminator(hr) if self.gan["type"] == "ragan" else None
-                adversarial = generator_adversarial_loss(self.gan["type"], fake_logits, real_logits)
-                total = total + self.gan["weight"] * adversarial
-                losses["adversarial"] = adversarial.item()
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg["grad_clip"]:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
-        self.optimizer.step()
-        losses["total"] = total.item()
-
-        if self.gan:
-            self.discriminator.requires_grad_(True)
-            with autocast(self.device, cfg["bf16"]):
-                d_loss = discriminator_loss(self.gan["type"], self.discriminator(hr), self.discriminator(output.detach()))
-            self.d_optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.d_optimizer.step()
-            self.ema.update(self.model)
-            losses["discriminator"] = d_loss.item()
-        return losses
-
-    def predictor(self) -> nn.Module:
-        return self.ema.shadow if self.gan else self.model
-
-    def validate(self) -> dict[str, float]:
-        sr = predict(self.predictor(), self.val.lr, self.scale, self.peak, self.device, self.cfg["infer_batch_size"],
-                     self.cfg["bf16"])
-        return {
-            "val_psnr": float(full_reference.psnr(self.val.hr, sr, self.peak).mean()),
-            "val_ssim": float(full_reference.ssim(self.val.hr, sr, self.peak).mean()),
-        }
-
-    def export(self) -> dict:
-        return {"state_dict": {k: v.detach().cpu() for k, v in self.predictor().state_dict().items()}}
-
-
-@torch.no_grad()
-def predict(model: nn.Module, lr_images: np.ndarray, scale: int, peak: float, device: torch.device,
-            batch_size: int = 64, bf16: bool = True, rounded: bool = True) -> np.ndarray:
-    """Super-resolve (N, h, w) integer images in batches; returns (N, h*scale, w*scale) images of
-    the input's dtype, or with ``rounded=False`` float32 grey values clipped to [0, peak] (tiles
-    blended before rounding)."""
-    model.eval()
-    out = []
-    for start in range(0, len(lr_images), batch_size):
-        lr = to_tensor(lr_images[start : start + batch_size], peak, device)
-        with autocast(device, bf16):
-            sr = super_resolve(model, lr, scale)
-        out.append(to_images(sr, peak, lr_images.dtype) if rounded
-                   else sr.detach().float().clamp(0, 1).mul(peak).squeeze(1).cpu().numpy())
-    if out:
-        return np.concatenate(out)
-    return np.zeros((0,) + tuple(s * scale for s in lr_images.shape[1:]), lr_images.dtype if rounded else np.float32)
-
-
 def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history, checkpoint_dir,
         features_model=None, init_model=None, threads: int = 1, profile: dict | None = None,
         crop: dict | None = None) -> None:
@@ -244,7 +120,7 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
         apply_state_dict(model, model_file.load(init_model).state_dict, init_model)
         log.info("initialised from %s", init_model)
     perceptual = build_perceptual(model_cfg["perceptual"], features_model) if model_cfg["perceptual_weight"] > 0 else None
-    task = SRTask(model_cfg, model, train, val, device, perceptual)
+    task = build_task(model_cfg, model, train, val, device, perceptual)
     description = archs.describe(model)
     log.info("%s: %s on %s: %d training and %d validation images, %d parameters", model_cfg["name"], description,
              device, len(train.hr), len(val.hr), count_parameters(model))

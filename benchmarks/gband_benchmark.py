@@ -45,7 +45,7 @@ PROFILES = {
 # every network that has none (named as variants), warm-up then cosine annealing, whole 48 px
 # crops as patches.
 CENTRED = {"input_shift": "auto"}
-MSRRESNET = {"num_blocks": 8, "num_features": 48, "bicubic_residual": True, "batch_norm": False, **CENTRED}
+MSRRESNET = {"num_block": 8, "num_feat": 48, "bicubic_residual": True, "batch_norm": False, **CENTRED}
 RRDBNET = {"num_feat": 32, "num_block": 3, "num_grow_ch": 16, "bicubic_residual": True, **CENTRED}
 SR_COMMON = {"batch_size": 16, "patch_size": 48, "lr_schedule": "cosine", "warmup_steps": 30}
 GAN_FINE_TUNE = {"epochs": 2, "steps_per_epoch": 50, "lr": 0.0001, "warmup_steps": 0, "ema_decay": 0.99,
@@ -59,12 +59,12 @@ SR_MODELS = [
     {"name": "msrresnet", "arch": "srresnet", "options": MSRRESNET, "epochs": 3, "steps_per_epoch": 100, "lr": 0.001},
     {"name": "srgan_msrresnet", "arch": "srresnet", "options": MSRRESNET, "init_from_model": "msrresnet", "pixel_loss": "mse",
      "perceptual_weight": 1.0, "gan": {"type": "vanilla", "weight": 0.001}, **GAN_FINE_TUNE},
-    {"name": "rrdb_bicubic", "arch": "esrgan", "options": RRDBNET, "epochs": 3, "steps_per_epoch": 100, "lr": 0.002},
-    {"name": "esrgan_bicubic", "arch": "esrgan", "options": RRDBNET, "init_from_model": "rrdb_bicubic", "pixel_weight": 0.01,
+    {"name": "rrdb_bicubic", "arch": "rrdbnet", "options": RRDBNET, "epochs": 3, "steps_per_epoch": 100, "lr": 0.002},
+    {"name": "esrgan_bicubic", "arch": "rrdbnet", "options": RRDBNET, "init_from_model": "rrdb_bicubic", "pixel_weight": 0.01,
      "perceptual_weight": 1.0, "gan": {"type": "ragan", "weight": 0.005}, **GAN_FINE_TUNE},
-    {"name": "srfbn", "arch": "srfbn", "options": {"num_features": 32, "num_groups": 2, "num_steps": 3, **CENTRED},
+    {"name": "srfbn", "arch": "srfbn", "options": {"num_feat": 32, "num_group": 2, "num_step": 3, **CENTRED},
      "epochs": 2, "steps_per_epoch": 100, "lr": 0.001},
-    {"name": "unet_sharpen", "arch": "unet_sharpen", "options": {"base_channels": 32, "depth": 3, **CENTRED},
+    {"name": "unet_sharpen", "arch": "unet_sharpen", "options": {"num_feat": 32, "depth": 3, **CENTRED},
      "epochs": 3, "steps_per_epoch": 100, "lr": 0.001},
 ]
 # The harder profile trains only the route the classification there needs.
@@ -81,8 +81,8 @@ CLASSIFIER = {"backbone": "plain_cnn", "epochs": 16, "tta": True,
 SEEDS = {"main": [0, 1, 2], "harder": [0]}
 # --sizes published: the networks at the sizes of the published work; the recipes stay (centred
 # inputs, bicubic skips, warm-up and cosine), and the steps double since the GPU makes them cheap.
-PUBLISHED_SR_OPTIONS = {"srresnet": {"num_blocks": 16, "num_features": 64},
-                        "esrgan": {"num_feat": 64, "num_block": 23, "num_grow_ch": 32}}
+PUBLISHED_SR_OPTIONS = {"srresnet": {"num_block": 16, "num_feat": 64},
+                        "rrdbnet": {"num_feat": 64, "num_block": 23, "num_grow_ch": 32}}
 PUBLISHED_BACKBONES = ("resnet50", "xception", "inception_resnet_v2")
 PUBLISHED_SEEDS = [0]  # a lent GPU's time is short: one seed per classifier
 # More training cells than the workflow's default 70/15/15: the validation split only picks the

@@ -22,7 +22,7 @@ from karyosr.sr import archs
 from karyosr.sr.inference import super_resolve
 from karyosr.weights import count_parameters
 
-PUBLISHED = {"srcnn": {}, "srresnet": {}, "esrgan": {}, "srfbn": {}, "unet_sharpen": {}}
+PUBLISHED = {"srcnn": {}, "srresnet": {}, "rrdbnet": {}, "srfbn": {}, "unet_sharpen": {}}
 
 
 def demo_options() -> dict[str, dict]:

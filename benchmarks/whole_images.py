@@ -83,7 +83,7 @@ BASELINES = ["bicubic", "lanczos", "unsharp"]
 CENTRED = {"input_shift": "auto"}
 SR_MODELS = [
     {"name": "msrresnet", "arch": "srresnet",
-     "options": {"num_blocks": 4, "num_features": 32, "bicubic_residual": True, "batch_norm": False, **CENTRED}},
+     "options": {"num_block": 4, "num_feat": 32, "bicubic_residual": True, "batch_norm": False, **CENTRED}},
     {"name": "srcnn", "arch": "srcnn", "options": {**CENTRED}},
 ]
 SR_TRAINING = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "patch_size": 48, "lr": 0.002,

@@ -24,10 +24,10 @@ from karyosr.sr.archs import (
 
 TINY = {
     "srcnn": {"channels": (8, 4), "kernels": (5, 3, 3)},
-    "srresnet": {"num_blocks": 1, "num_features": 8},
-    "esrgan": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
-    "srfbn": {"num_features": 8, "num_groups": 2, "num_steps": 2},
-    "unet_sharpen": {"base_channels": 4, "depth": 3},
+    "srresnet": {"num_block": 1, "num_feat": 8},
+    "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "srfbn": {"num_feat": 8, "num_group": 2, "num_step": 2},
+    "unet_sharpen": {"num_feat": 4, "depth": 3},
 }
 LR_H, LR_W = 13, 17
 
@@ -44,8 +44,8 @@ def _input_for(name, scale, n=2):
 
 
 def test_registry_covers_the_five_architectures():
-    assert set(ARCHS) == {"srcnn", "srresnet", "esrgan", "srfbn", "unet_sharpen"}
-    assert ARCHS["esrgan"] is RRDBNet
+    assert set(ARCHS) == {"srcnn", "srresnet", "rrdbnet", "srfbn", "unet_sharpen"}
+    assert ARCHS["rrdbnet"] is RRDBNet
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -61,7 +61,7 @@ def test_output_shapes_at_odd_sizes(name, scale):
 
 
 def test_x8_where_supported():
-    for name in ("srcnn", "srresnet", "esrgan", "srfbn"):
+    for name in ("srcnn", "srresnet", "rrdbnet", "srfbn"):
         model = build_sr(name, 8, **TINY[name]).eval()
         with torch.no_grad():
             y = final_output(model(torch.rand(1, 1, 5, 7)))
@@ -79,13 +79,13 @@ def test_backward_through_every_architecture():
 
 
 def test_unet_sharpen_is_residual_and_pads_internally():
-    model = UNetSharpen(base_channels=4, depth=3)
+    model = UNetSharpen(num_feat=4, depth=3)
     torch.nn.init.zeros_(model.out.weight)
     torch.nn.init.zeros_(model.out.bias)
     x = torch.rand(1, 1, 9, 5)  # smaller than 8 px would not pool to 1/8 without padding
     assert torch.equal(model(x), x)
-    assert UNetSharpen(base_channels=4, depth=3, upsample="nearest")(x).shape == x.shape
-    assert build_sr("unet_sharpen", 4, base_channels=4).scale == 4
+    assert UNetSharpen(num_feat=4, depth=3, upsample="nearest")(x).shape == x.shape
+    assert build_sr("unet_sharpen", 4, num_feat=4).scale == 4
 
 
 def test_srcnn_predicts_a_residual_over_bicubic():
@@ -111,11 +111,11 @@ def test_srcnn_input_shift_centres_what_the_layers_see():
     assert torch.allclose(plain(x), plain.body(up))
 
 
-@pytest.mark.parametrize("name", ["srresnet", "esrgan", "srfbn", "unet_sharpen"])
+@pytest.mark.parametrize("name", ["srresnet", "rrdbnet", "srfbn", "unet_sharpen"])
 def test_input_shift_is_a_shift_of_the_input_only(name):
     # A shifted model equals the unshifted one fed x - shift, apart from the image skip, which
     # adds the unshifted bicubic image (unet: the input itself).
-    options = {**TINY[name], **({"bicubic_residual": True} if name in ("srresnet", "esrgan") else {})}
+    options = {**TINY[name], **({"bicubic_residual": True} if name in ("srresnet", "rrdbnet") else {})}
     torch.manual_seed(1)
     shifted = build_sr(name, 2, **options, input_shift=0.5).eval()
     torch.manual_seed(1)
@@ -141,7 +141,7 @@ def test_rrdbnet_bicubic_variant_starts_at_bicubic_with_the_public_layout(scale)
 
 
 def test_srresnet_msrresnet_variant_has_no_batch_norm_and_starts_at_bicubic():
-    model = build_sr("srresnet", 4, num_blocks=2, num_features=8, bicubic_residual=True, batch_norm=False)
+    model = build_sr("srresnet", 4, num_block=2, num_feat=8, bicubic_residual=True, batch_norm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in build_sr("srresnet", 4, **TINY["srresnet"]).modules())
     x = torch.rand(2, 1, LR_H, LR_W)
@@ -152,7 +152,7 @@ def test_srresnet_msrresnet_variant_has_no_batch_norm_and_starts_at_bicubic():
 def test_unet_sharpen_starts_close_to_its_input():
     x = torch.rand(2, 1, 24, 24)
     with torch.no_grad():
-        assert (build_sr("unet_sharpen", 4, base_channels=8, depth=2)(x) - x).abs().mean() < 0.02
+        assert (build_sr("unet_sharpen", 4, num_feat=8, depth=2)(x) - x).abs().mean() < 0.02
 
 
 def test_describe_names_published_networks_and_variants():
@@ -162,8 +162,8 @@ def test_describe_names_published_networks_and_variants():
     assert describe(build_sr("srresnet", 4, **TINY["srresnet"])) == "SRResNet"
     assert describe(build_sr("srresnet", 4, **TINY["srresnet"], bicubic_residual=True, batch_norm=False)) == (
         "SRResNet, MSRResNet-style variant (no BatchNorm, bicubic residual)")
-    assert describe(build_sr("esrgan", 4, **TINY["esrgan"])) == "RRDBNet (ESRGAN generator)"
-    assert describe(build_sr("esrgan", 4, **TINY["esrgan"], bicubic_residual=True, input_shift=0.5)) == (
+    assert describe(build_sr("rrdbnet", 4, **TINY["rrdbnet"])) == "RRDBNet (ESRGAN generator)"
+    assert describe(build_sr("rrdbnet", 4, **TINY["rrdbnet"], bicubic_residual=True, input_shift=0.5)) == (
         "RRDBNet (ESRGAN generator), variant (bicubic residual, input shifted by 0.5)")
     assert describe(build_sr("srfbn", 4, **TINY["srfbn"])) == "SRFBN"
 
@@ -288,7 +288,7 @@ def test_public_x4_layout_initialises_an_x2_model_non_strictly(tmp_path):
 
 
 def test_srfbn_steps_and_attention_weighted_loss():
-    model = build_sr("srfbn", 4, num_features=8, num_groups=2, num_steps=3)
+    model = build_sr("srfbn", 4, num_feat=8, num_group=2, num_step=3)
     x = torch.rand(2, 1, LR_H, LR_W)
     target = torch.rand(2, 1, 4 * LR_H, 4 * LR_W)
     outs = model(x)
@@ -323,7 +323,7 @@ def test_srfbn_feedback_path_keeps_signal_at_init(scale):
     # With PyTorch's default init the HR features shrink ~40x through the feedback block and
     # the network never leaves its bicubic skip; the He init keeps them at the input's scale.
     torch.manual_seed(0)
-    model = build_sr("srfbn", scale, num_features=32, num_groups=3, num_steps=4)
+    model = build_sr("srfbn", scale, num_feat=32, num_group=3, num_step=4)
     x = torch.rand(4, 1, 24, 24)
     with torch.no_grad():
         feat = model.feat_in(model.conv_in(x))
@@ -402,6 +402,30 @@ def test_build_sr_errors():
         build_sr("edsr", 4)
     assert all(name in str(info.value) for name in ARCHS)
     with pytest.raises(ValueError, match="unsupported scale 5"):
-        build_sr("esrgan", 5)
+        build_sr("rrdbnet", 5)
     with pytest.raises(ValueError, match="scale"):
         build_sr("srfbn", 2.0)
+
+
+@pytest.mark.parametrize("old_arch, old_options, arch", [
+    ("esrgan", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, "rrdbnet"),
+    ("srresnet", {"num_blocks": 1, "num_features": 8}, "srresnet"),
+    ("srfbn", {"num_features": 8, "num_groups": 2, "num_steps": 2}, "srfbn"),
+    ("unet_sharpen", {"base_channels": 4, "depth": 2}, "unet_sharpen"),
+])
+def test_model_files_written_under_the_old_names_still_load(tmp_path, old_arch, old_options, arch):
+    """Models trained before the options took BasicSR's names (and RRDBNet its own) rebuild."""
+    from karyosr import model_file
+    from karyosr.renames import upgrade_options
+    from karyosr.sr.archs import final_output
+    from karyosr.sr.infer import load_model
+
+    options = upgrade_options(arch, old_options)
+    net = build_sr(arch, 4, **options)
+    path = tmp_path / "old.safetensors"
+    model_file.save(path, net.state_dict(), {"kind": "sr", "name": "old", "arch": old_arch, "scale": 4,
+                                             "options": old_options})
+    loaded, meta = load_model(path)
+    assert meta["arch"] == arch and meta["options"] == options
+    x = torch.rand(1, 1, 6, 6)
+    assert torch.equal(final_output(loaded(x)), final_output(net.eval()(x)))

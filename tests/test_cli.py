@@ -515,7 +515,7 @@ def _published_file(path: Path, arch: str) -> torch.nn.Module:
     """A published-format weights file: an RGB network saved under BasicSR's key names in a
     ``params_ema`` wrapper, with a ``params`` entry of other weights that must not be used."""
     torch.manual_seed(0)
-    if arch == "esrgan":
+    if arch == "rrdbnet":
         network = archs.RRDBNet(4, num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, num_grow_ch=4)
     else:
         network = archs.MSRResNet(4, num_in_ch=3, num_out_ch=3, num_feat=8, num_block=3)
@@ -533,7 +533,7 @@ def _ij_tiff(path: Path, image: np.ndarray, pixels_per_micron: float) -> Path:
     return path
 
 
-@pytest.mark.parametrize("arch", ["esrgan", "msrresnet"])
+@pytest.mark.parametrize("arch", ["rrdbnet", "msrresnet"])
 def test_published_basicsr_weights_run_directly_and_tiffs_keep_their_scaled_pixel_size(tmp_path, arch):
     network = _published_file(tmp_path / "published_x4.pth", arch)
     rng = np.random.default_rng(20)
@@ -565,7 +565,7 @@ def test_published_file_of_an_unknown_network_asks_for_arch(tmp_path):
     torch.save({"params": {"body.0.weight": torch.zeros(4, 3, 3, 3)}}, tmp_path / "compact.pth")
     image = _write(tmp_path / "a.png", np.full((8, 8), 100, np.uint8))
     result = run_cli("enhance", tmp_path / "compact.pth", image, "-o", tmp_path / "out", check_rc=2)
-    assert "cannot tell the network from its weights" in result.stderr and "give --arch esrgan" in result.stderr
+    assert "cannot tell the network from its weights" in result.stderr and "give --arch rrdbnet" in result.stderr
     wrong = run_cli("enhance", tmp_path / "compact.pth", image, "-o", tmp_path / "out", "--arch", "msrresnet",
                     check_rc=2)
     assert "not a published msrresnet file" in wrong.stderr

@@ -398,3 +398,33 @@ def test_lists_the_schema_holds_match_the_code_that_implements_them():
 def test_the_schema_ships_inside_the_package():
     assert config.SCHEMA_PATH.is_file()
     assert Path(config.__file__).parent in config.SCHEMA_PATH.parents
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"sr": {"models": [{"name": "rrdb", "arch": "esrgan"}]}},
+     "sr.models.0.arch: 'esrgan' is now 'rrdbnet'"),
+    ({"sr": {"models": [{"name": "r", "arch": "srresnet", "options": {"num_blocks": 4, "num_features": 32}}]}},
+     "sr.models.0.options.num_blocks: srresnet now calls this option 'num_block'"),
+    ({"sr": {"models": [{"name": "f", "arch": "srfbn", "options": {"num_steps": 2}}]}},
+     "sr.models.0.options.num_steps: srfbn now calls this option 'num_step'"),
+    ({"sr": {"models": [{"name": "u", "arch": "unet_sharpen", "options": {"base_channels": 8}}]}},
+     "sr.models.0.options.base_channels: unet_sharpen now calls this option 'num_feat'"),
+    ({"classify": {"experiments": [{"name": "s", "input": "super:esrgan:x4_bicubic"}]}},
+     "write 'super:rrdbnet:x4_bicubic'"),
+    ({"classify": {"experiments": [{"name": "s", "input": "super:srresnet:x4_bicubic",
+                                    "sr_options": {"num_features": 8}}]}},
+     "classify.experiments.0.sr_options.num_features: srresnet now calls this option 'num_feat'"),
+])
+def test_old_names_are_errors_that_name_the_new_one(given, message):
+    """No silent aliases: a config written for an earlier version stops with the name to use."""
+    with pytest.raises(ConfigError) as error:
+        validate(given)
+    assert message in str(error.value)
+
+
+def test_a_gan_fine_tuning_keeps_the_network_of_the_model_it_starts_from():
+    models = validate({"sr": {"models": [
+        {"name": "rrdb", "arch": "rrdbnet", "options": {"num_feat": 16, "num_block": 2}},
+        {"name": "esrgan", "arch": "rrdbnet", "init_from_model": "rrdb", "gan": {"type": "ragan", "weight": 0.005}},
+    ]}})["sr"]["models"]
+    assert models[1]["options"] == models[0]["options"]

@@ -33,11 +33,11 @@ TINY_METAPHASE = {
     # tiles of 24 LR pixels: the 64 px test captures are enhanced in 3 x 3 seamless tiles
     "sr": {"profiles": ["real_x4"], "tile": 24,
            "models": [{"name": "srresnet", "arch": "srresnet",
-                       "options": {"num_blocks": 2, "num_features": 16, "bicubic_residual": True},
+                       "options": {"num_block": 2, "num_feat": 16, "bicubic_residual": True},
                        "epochs": 2, "steps_per_epoch": 15, "patch_size": 32, "lr": 0.001},
                       # ESRGAN transfer learning: GAN fine-tuning of a user-supplied RRDBNet (written
                       # by the test in BasicSR's format, 3-channel like the published x4 model)
-                      {"name": "esrgan_transfer", "arch": "esrgan", "init_from": "PRETRAINED",
+                      {"name": "esrgan_transfer", "arch": "rrdbnet", "init_from": "PRETRAINED",
                        "options": {"num_feat": 16, "num_block": 1, "num_grow_ch": 8},
                        "pixel_weight": 0.01, "perceptual_weight": 0.0, "gan": {"type": "ragan", "weight": 0.005},
                        "epochs": 1, "steps_per_epoch": 6, "patch_size": 32, "lr": 0.0001, "ema_decay": 0.99}]},

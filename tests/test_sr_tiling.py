@@ -54,8 +54,8 @@ def test_tiles_equal_the_whole_image_where_context_covers_the_receptive_field(im
 
 
 @pytest.mark.parametrize("arch,options", [
-    ("esrgan", {"num_feat": 16, "num_block": 2, "num_grow_ch": 8}),
-    ("srresnet", {"num_blocks": 4, "num_features": 16, "bicubic_residual": True, "batch_norm": False}),
+    ("rrdbnet", {"num_feat": 16, "num_block": 2, "num_grow_ch": 8}),
+    ("srresnet", {"num_block": 4, "num_feat": 16, "bicubic_residual": True, "batch_norm": False}),
 ])
 def test_tiles_stay_within_one_grey_level_of_the_whole_image(image, arch, options):
     """Networks that see further than the context (RRDBNet: 30 convolutions; SRResNet) still join
@@ -120,7 +120,7 @@ def test_row_by_row_float32_blend_equals_the_whole_image_float64_blend(image, dt
     """Blending per tile row with separable float32 weights gives the whole-buffer float64 blend's
     output within rounding, 8- and 16-bit, with a network that sees beyond the ignored context (so
     overlapping tiles disagree and the weights matter) and tiles over several rows and columns."""
-    model = network("esrgan", num_feat=16, num_block=2, num_grow_ch=8)
+    model = network("rrdbnet", num_feat=16, num_block=2, num_grow_ch=8)
     images = image.astype(dtype) * (257 if dtype == np.uint16 else 1)
     reference = blended_in_whole_image_buffers(model, images, peak, 24, 16).astype(int)
     tiled = sr_infer.predict_tiled(model, images, SCALE, peak, CPU, 24, overlap=16)
@@ -183,7 +183,7 @@ def test_a_4000_px_enhancement_streams_into_a_memmap_in_memory_set_by_the_tile(t
 def test_auto_tile_runs_whole_images_that_fit_and_tiles_whose_window_fits_otherwise():
     """The demo MSRResNet at x4: a 96 px crop runs whole; a 3264 x 1840 photo (about 36 GB of
     activations whole) gets the largest tile whose window with its context fits the bound."""
-    model = archs.build_sr("srresnet", 4, num_blocks=4, num_features=32, bicubic_residual=True,
+    model = archs.build_sr("srresnet", 4, num_block=4, num_feat=32, bicubic_residual=True,
                            batch_norm=False).eval()
     per_pixel = sr_infer.activation_bytes_per_pixel(model, 4)
     assert per_pixel == sr_infer.ACTIVATION_FACTOR * 128 * 4 * 4  # 128 channels at 2 x 2 per LR pixel, float32

@@ -100,10 +100,10 @@ def test_each_kind_of_model_gets_its_task_with_the_checkpoint_names_of_earlier_r
 # published network has none).
 TOY_MODELS = {
     "srcnn": {"channels": [16, 8], "kernels": [5, 3, 3], "input_shift": 0.5},
-    "srresnet": {"num_blocks": 1, "num_features": 32, "bicubic_residual": True, "batch_norm": False, "input_shift": 0.5},
-    "esrgan": {"num_feat": 16, "num_block": 1, "num_grow_ch": 8, "bicubic_residual": True, "input_shift": 0.5},
-    "srfbn": {"num_features": 12, "num_groups": 2, "num_steps": 2, "input_shift": 0.5},
-    "unet_sharpen": {"base_channels": 8, "depth": 2, "input_shift": 0.5},
+    "srresnet": {"num_block": 1, "num_feat": 32, "bicubic_residual": True, "batch_norm": False, "input_shift": 0.5},
+    "rrdbnet": {"num_feat": 16, "num_block": 1, "num_grow_ch": 8, "bicubic_residual": True, "input_shift": 0.5},
+    "srfbn": {"num_feat": 12, "num_group": 2, "num_step": 2, "input_shift": 0.5},
+    "unet_sharpen": {"num_feat": 8, "depth": 2, "input_shift": 0.5},
 }
 
 
@@ -153,7 +153,7 @@ def test_input_shift_auto_is_the_training_images_mean_grey():
     options = sr_train.resolve_options({"num_feat": 8, "input_shift": "auto"}, rods.lr)
     assert options["input_shift"] == pytest.approx(rods.lr.mean() / 255, abs=1e-4) and options["input_shift"] > 0.8
     assert sr_train.resolve_options({"input_shift": 0.5}, None) == {"input_shift": 0.5}
-    model = sr_train.build_model({"name": "m", "arch": "esrgan", "options": {"num_feat": 8, "num_block": 1,
+    model = sr_train.build_model({"name": "m", "arch": "rrdbnet", "options": {"num_feat": 8, "num_block": 1,
                                                                               "num_grow_ch": 4, "input_shift": "auto"}},
                                  4, rods.lr)
     assert model.input_shift == options["input_shift"]

@@ -31,12 +31,12 @@ TINY_PHOTOS = {
     "upscale": {"methods": ["nearest", "bicubic"]},
     "sr": {"profiles": ["x4_bicubic", "restore"],
            "models": [{"name": "msrresnet", "arch": "srresnet",
-                       "options": {"num_blocks": 1, "num_features": 8, "bicubic_residual": True, "batch_norm": False,
+                       "options": {"num_block": 1, "num_feat": 8, "bicubic_residual": True, "batch_norm": False,
                                    "input_shift": "auto"},
                        "epochs": 1, "steps_per_epoch": 6, "batch_size": 8, "patch_size": 32, "lr": 0.001},
                       # the metaphase work's transfer learning: GAN fine-tuning of a published-format
                       # x4 RRDBNet (3-channel, BasicSR keys), whose trunk also seeds the x1 network
-                      {"name": "esrgan_transfer", "arch": "esrgan", "init_from": "PRETRAINED",
+                      {"name": "esrgan_transfer", "arch": "rrdbnet", "init_from": "PRETRAINED",
                        "options": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
                        "pixel_weight": 0.01, "perceptual_weight": 0.0, "gan": {"type": "ragan", "weight": 0.005},
                        "epochs": 1, "steps_per_epoch": 4, "batch_size": 8, "patch_size": 32, "lr": 0.0001}]},

@@ -29,7 +29,7 @@ TINY_CONFIG = {
     "sr": {
         "profiles": ["x4_bicubic"],
         "models": [
-            {"name": "srresnet", "arch": "srresnet", "options": {"num_blocks": 2, "num_features": 16,
+            {"name": "srresnet", "arch": "srresnet", "options": {"num_block": 2, "num_feat": 16,
              "bicubic_residual": True}, "epochs": 3, "steps_per_epoch": 30, "patch_size": 32, "lr": 0.001},
         ],
     },

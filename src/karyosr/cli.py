@@ -654,8 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--ext", choices=OUTPUT_EXTENSIONS, default="auto",
                          help="output format: auto keeps the input's (JPEG inputs as lossless PNG), or png, tif, jpg "
                               "(8-bit images only) (default: auto)")
-    enhance.add_argument("--arch", choices=("esrgan", "msrresnet"),
-                         help="the network of a published weights file whose keys do not say it (RRDBNet: esrgan)")
+    enhance.add_argument("--arch", choices=("rrdbnet", "msrresnet"),
+                         help="the network of a published weights file whose keys do not say it (ESRGAN and Real-ESRGAN generators: rrdbnet)")
     enhance.add_argument("--tile", type=_tile, default="auto",
                          help="tile side in LR pixels: images larger than this a side are run in seamless tiles (0: "
                               "whole images); auto runs an image whole when the model's forward pass over it fits in "

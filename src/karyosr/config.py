@@ -11,7 +11,9 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate as snakemake_validate
 
+from karyosr import renames
 from karyosr.classify import recipes
+from karyosr.sr import recipes as sr_recipes
 
 # Shipped inside the package, so an installed karyosr validates configs as a checkout does.
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
@@ -65,7 +67,9 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
     the benchmarks and commands alike (Snakemake is a dependency of the package). Raises
     ConfigError naming the key, the offending value and what is allowed.
     """
-    given = _experiment_keys(config)
+    given_experiments = _given_keys(config, "classify", "experiments")
+    given_models = _given_keys(config, "sr", "models")
+    _check_old_names(config)
     try:
         snakemake_validate(config, str(schema_path), set_default=True)
     except WorkflowError:
@@ -73,7 +77,8 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
         # error by its key path instead, so that one edit of the config file fixes them all.
         raise ConfigError(_schema_errors(config, load_schema(schema_path))) from None
     experiments = config["classify"]["experiments"]
-    experiments[:] = [recipes.with_backbone_defaults(e, keys) for e, keys in zip(experiments, given)]
+    experiments[:] = [recipes.with_backbone_defaults(e, keys) for e, keys in zip(experiments, given_experiments)]
+    config["sr"]["models"] = sr_recipes.with_arch_defaults(config["sr"]["models"], given_models)
     canonical = _canonical(config)
     config.clear()
     config.update(canonical)
@@ -82,14 +87,47 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
     return config
 
 
-def _experiment_keys(config: dict[str, Any]) -> list[set[str]]:
-    """The keys each classify experiment gives itself, before the schema fills in defaults (a
-    backbone's own defaults apply only where the config is silent)."""
-    classify = config.get("classify")
-    experiments = classify.get("experiments") if isinstance(classify, dict) else None
-    if not isinstance(experiments, list):
+def _check_old_names(config: dict[str, Any]) -> None:
+    """Architecture and option names of earlier versions (karyosr.renames), each reported with the
+    name to write instead, before the schema would reject them without saying so."""
+    errors = []
+
+    def options(key: str, arch: str, given: Any) -> None:
+        if isinstance(given, dict):
+            errors.extend(f"config key {key}.{old}: {arch} now calls this option {new!r} (BasicSR's name)"
+                          for old, new in renames.old_options(arch, given).items())
+
+    sr = config.get("sr") if isinstance(config.get("sr"), dict) else {}
+    for i, model in enumerate(sr.get("models") or []):
+        if not isinstance(model, dict):
+            continue
+        arch = model.get("arch")
+        if isinstance(arch, str) and renames.arch_error(arch):
+            errors.append(f"config key sr.models.{i}.arch: {renames.arch_error(arch)}")
+        options(f"sr.models.{i}.options", renames.current_arch(str(arch)), model.get("options"))
+    classify = config.get("classify") if isinstance(config.get("classify"), dict) else {}
+    for i, experiment in enumerate(classify.get("experiments") or []):
+        if not isinstance(experiment, dict) or not str(experiment.get("input", "")).startswith("super:"):
+            continue
+        parts = str(experiment["input"]).split(":")
+        if len(parts) == 3 and renames.arch_error(parts[1]):
+            errors.append(f"config key classify.experiments.{i}.input: {experiment['input']!r}: "
+                          f"{renames.arch_error(parts[1])}; write {renames.upgrade_input(experiment['input'])!r}")
+        if len(parts) == 3:
+            options(f"classify.experiments.{i}.sr_options", renames.current_arch(parts[1]), experiment.get("sr_options"))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def _given_keys(config: dict[str, Any], section: str, entries: str) -> list[set[str]]:
+    """The keys each entry of ``config[section][entries]`` (classify experiments, SR models) gives
+    itself, before the schema fills in defaults: a backbone's or an architecture's own defaults
+    apply only where the config is silent."""
+    block = config.get(section)
+    items = block.get(entries) if isinstance(block, dict) else None
+    if not isinstance(items, list):
         return []
-    return [set(e) if isinstance(e, dict) else set() for e in experiments]
+    return [set(e) if isinstance(e, dict) else set() for e in items]
 
 
 def _schema_errors(config: dict[str, Any], schema: dict) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from karyosr import __version__
+from karyosr import __version__, renames
 from karyosr.io.atomic import atomic_path
 
 FORMAT = "karyosr-model"
@@ -150,12 +150,29 @@ def _require_file(path: Path) -> None:
         raise ValueError(f"{path}: not a file")
 
 
+def current_names(metadata: dict) -> dict:
+    """``metadata`` with the architecture and option names of an earlier version brought up to
+    date (karyosr.renames), so models trained before the renaming still load and rebuild."""
+    out = dict(metadata)
+    if out.get("kind") == "sr" and "arch" in out:
+        out["arch"] = renames.current_arch(out["arch"])
+        out["options"] = renames.upgrade_options(out["arch"], out.get("options") or {})
+    if out.get("kind") == "classifier" and isinstance(out.get("input"), str):
+        out["input"] = renames.upgrade_input(out["input"])
+        experiment = out.get("experiment")
+        if isinstance(experiment, dict) and out["input"].startswith("super:"):
+            arch = out["input"].split(":")[1]
+            out["experiment"] = {**experiment, "input": out["input"],
+                                 "sr_options": renames.upgrade_options(arch, experiment.get("sr_options") or {})}
+    return out
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """A model file's metadata; for safetensors files without loading torch or any tensor."""
     path = Path(path)
     _require_file(path)
     if is_safetensors(path):
-        return _safetensors_metadata(path)
+        return current_names(_safetensors_metadata(path))
     return load(path).metadata
 
 
@@ -168,7 +185,7 @@ def load(path: str | os.PathLike) -> ModelFile:
     _require_file(path)
     if not is_safetensors(path):
         payload = load_checkpoint(path)
-        return ModelFile(path, state_dict_of(payload, path), legacy_metadata(payload))
+        return ModelFile(path, state_dict_of(payload, path), current_names(legacy_metadata(payload)))
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -177,7 +194,7 @@ def load(path: str | os.PathLike) -> ModelFile:
         state = load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
-    return ModelFile(path, dict(state), metadata)
+    return ModelFile(path, dict(state), current_names(metadata))
 
 
 def read_state_dict(path) -> dict:

@@ -224,7 +224,7 @@ def train_sr_inputs(wildcards):
     model = SR_MODELS[wildcards.model]
     source = model["init_from_model"]
     if source:
-        inputs["init_model"] = f"results/models/{source}/{wildcards.profile}/model.safetensors"
+        inputs["init_from_model"] = f"results/models/{source}/{wildcards.profile}/model.safetensors"
     # Files the user supplies are inputs too: Snakemake checks they exist and reruns on a change.
     if model["init_from"]:
         inputs["init_from"] = model["init_from"]

@@ -11,7 +11,7 @@ train.run(
     out_history=snakemake.output.history,
     checkpoint_dir=snakemake.params.checkpoint_dir,
     features_model=snakemake.input.get("features"),
-    init_model=snakemake.input.get("init_model"),
+    init_from_model=snakemake.input.get("init_from_model"),
     threads=snakemake.threads,
     profile=snakemake.params.profile,
     crop=snakemake.params.crop,

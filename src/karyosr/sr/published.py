@@ -26,8 +26,8 @@ from karyosr.sr import archs
 from karyosr.sr.archs.rrdbnet import rename_legacy_esrgan_keys
 from karyosr.weights import apply_state_dict, few
 
-NETWORKS: dict[str, type[nn.Module]] = {"esrgan": archs.RRDBNet, "msrresnet": archs.MSRResNet}
-_BLOCK_KEY = {"esrgan": r"body\.(\d+)\.rdb1\.conv1\.weight", "msrresnet": r"body\.(\d+)\.conv1\.weight"}
+NETWORKS: dict[str, type[nn.Module]] = {"rrdbnet": archs.RRDBNet, "msrresnet": archs.MSRResNet}
+_BLOCK_KEY = {"rrdbnet": r"body\.(\d+)\.rdb1\.conv1\.weight", "msrresnet": r"body\.(\d+)\.conv1\.weight"}
 
 
 def _block_count(state: dict, arch: str) -> int:
@@ -46,7 +46,7 @@ def _guess_arch(state: dict, path) -> str:
 
 def _scale(state: dict, arch: str, num_feat: int, path) -> int:
     steps = [state[f"conv_up{i}.weight"] for i in (1, 2, 3) if f"conv_up{i}.weight" in state]
-    if arch == "esrgan":
+    if arch == "rrdbnet":
         scales = {2: 4, 3: 8}
         if len(steps) not in scales:
             raise ValueError(f"{path}: an RRDBNet with {len(steps)} upsampling convolutions (conv_up1..): published "
@@ -62,7 +62,7 @@ def _scale(state: dict, arch: str, num_feat: int, path) -> int:
 
 
 def layout(state: dict, path, arch: str | None = None) -> dict:
-    """The network of a published state dict: ``arch`` (``esrgan`` or ``msrresnet``; inferred from
+    """The network of a published state dict: ``arch`` (``rrdbnet`` or ``msrresnet``; inferred from
     the keys unless given), ``scale``, ``options`` (the sizes the class takes) and
     ``input_channels`` of the weights (3 for RGB files, reduced to grey when loaded)."""
     state = rename_legacy_esrgan_keys(state)
@@ -75,7 +75,7 @@ def layout(state: dict, path, arch: str | None = None) -> dict:
                          f"(keys {few(state)})")
     num_feat, channels = state["conv_first.weight"].shape[:2]
     options = {"num_feat": int(num_feat), "num_block": blocks}
-    if arch == "esrgan":
+    if arch == "rrdbnet":
         options["num_grow_ch"] = int(state["body.0.rdb1.conv1.weight"].shape[0])
     return {"arch": arch, "scale": _scale(state, arch, int(num_feat), path), "options": options,
             "input_channels": int(channels)}

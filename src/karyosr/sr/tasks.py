@@ -159,7 +159,7 @@ class SRFBNTask(SRTask):
     def __init__(self, cfg: dict, model: nn.Module, train: Pairs, val: Pairs, device: torch.device,
                  perceptual: PerceptualLoss | None):
         # Built before SRTask's optimiser, which takes its parameters.
-        self.attention = archs.StepAttention(model.num_steps).to(device)
+        self.attention = archs.StepAttention(model.num_step).to(device)
         super().__init__(cfg, model, train, val, device, perceptual)
 
     def trained_parameters(self) -> list[nn.Parameter]:

@@ -103,7 +103,7 @@ class _Features(nn.Module):
 
 
 def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history, checkpoint_dir,
-        features_model=None, init_model=None, threads: int = 1, profile: dict | None = None,
+        features_model=None, init_from_model=None, threads: int = 1, profile: dict | None = None,
         crop: dict | None = None) -> None:
     """Train one SR model and write it as a model file (see karyosr.model_file) whose metadata
     also records the degradation ``profile`` and the crop_filter settings ``crop`` of its data."""
@@ -113,12 +113,12 @@ def run(hr_shards, lr_shards, model_cfg: dict, seed: int, out_model, out_history
     train = load_pairs(hr_shards, lr_shards, "train")
     val = load_pairs(hr_shards, lr_shards, "val")
     options = resolve_options(model_cfg["options"], train.lr)
-    if not (model_cfg.get("init_from") or init_model):
+    if not (model_cfg.get("init_from") or init_from_model):
         warn_if_uncentred(model_cfg["name"], options, train.lr)
     model = build_model({**model_cfg, "options": options}, train.scale)
-    if init_model:
-        apply_state_dict(model, model_file.load(init_model).state_dict, init_model)
-        log.info("initialised from %s", init_model)
+    if init_from_model:
+        apply_state_dict(model, model_file.load(init_from_model).state_dict, init_from_model)
+        log.info("initialised from %s", init_from_model)
     perceptual = build_perceptual(model_cfg["perceptual"], features_model) if model_cfg["perceptual_weight"] > 0 else None
     task = build_task(model_cfg, model, train, val, device, perceptual)
     description = archs.describe(model)

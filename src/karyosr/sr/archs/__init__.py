@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 ARCHS: dict[str, type[nn.Module]] = {
     "srcnn": SRCNN,
     "srresnet": SRResNet,
-    "esrgan": RRDBNet,
+    "rrdbnet": RRDBNet,
     "srfbn": SRFBN,
     "unet_sharpen": UNetSharpen,
 }
@@ -80,7 +80,7 @@ __all__ = [
 def build_sr(name: str, scale: int, **kwargs) -> nn.Module:
     """Build the SR network registered as ``name`` for upsampling factor ``scale``.
 
-    ``kwargs`` go to the class (e.g. ``num_block=2`` for esrgan). ``unet_sharpen`` takes no scale
+    ``kwargs`` go to the class (e.g. ``num_block=2`` for rrdbnet). ``unet_sharpen`` takes no scale
     (same size in and out); any positive ``scale`` is accepted and stored as ``model.scale``, the
     factor of the bicubic upsampling the caller applies before it. Raises ValueError for an unknown
     name (listing the known ones) or an unsupported scale (listing the supported ones).
@@ -115,6 +115,12 @@ def describe(model: nn.Module) -> str:
     if isinstance(model, SRCNN):
         name = "SRCNN layers, VDSR-style variant" if model.residual else "SRCNN mapping"
         changes = ["bicubic residual, same padding"] if model.residual else ["same padding"]
+        convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
+        channels, kernels = [c.out_channels for c in convs[:2]], [c.kernel_size[0] for c in convs]
+        if (channels, kernels) != ([64, 32], [9, 5, 5]):
+            # the super-network's CPU-sized layers (benchmarks/results/supernet_profile.md)
+            name = name.replace("variant", "narrow variant") if channels[0] < 64 else name
+            changes.append(f"{channels[0]}/{channels[1]} channels, {'-'.join(map(str, kernels))} kernels")
     elif isinstance(model, SRResNet):
         if not model.batch_norm:
             name = "SRResNet, MSRResNet-style variant"

@@ -1,7 +1,7 @@
 """SRFBN, the super-resolution feedback network (Li et al., CVPR 2019), for grayscale images,
 plus the step-attention loss weighting used by SRAS-net (a self-attention feedback SR network).
 
-Structure (m = ``num_features``, G = ``num_groups``, T = ``num_steps``):
+Structure (m = ``num_feat``, G = ``num_group``, T = ``num_step``):
 
 * LR feature block: conv3x3 (1 -> 4m) + PReLU, conv1x1 (4m -> m) + PReLU -> ``F_in``.
 * Feedback block, run T times with the same weights. At step t it takes ``F_in`` and the hidden
@@ -70,22 +70,22 @@ def _he_init(module: nn.Module, slope: float = 0.2) -> None:
 class FeedbackBlock(nn.Module):
     """G densely connected up/down projection groups between a 1x1 compression in and out."""
 
-    def __init__(self, num_features: int, num_groups: int, kernel: int, stride: int, padding: int):
+    def __init__(self, num_feat: int, num_group: int, kernel: int, stride: int, padding: int):
         super().__init__()
-        m = num_features
-        self.num_groups = num_groups
+        m = num_feat
+        self.num_group = num_group
         self.compress_in = _conv_prelu(2 * m, m, 1)
-        self.up_blocks = nn.ModuleList(_deconv_prelu(m, m, kernel, stride, padding) for _ in range(num_groups))
-        self.down_blocks = nn.ModuleList(_conv_prelu(m, m, kernel, stride, padding) for _ in range(num_groups))
+        self.up_blocks = nn.ModuleList(_deconv_prelu(m, m, kernel, stride, padding) for _ in range(num_group))
+        self.down_blocks = nn.ModuleList(_conv_prelu(m, m, kernel, stride, padding) for _ in range(num_group))
         # fusion before group g (g >= 1) of the g + 1 LR maps / HR maps produced so far
-        self.up_fuse = nn.ModuleList(_conv_prelu((g + 1) * m, m, 1) for g in range(1, num_groups))
-        self.down_fuse = nn.ModuleList(_conv_prelu((g + 1) * m, m, 1) for g in range(1, num_groups))
-        self.compress_out = _conv_prelu(num_groups * m, m, 1)
+        self.up_fuse = nn.ModuleList(_conv_prelu((g + 1) * m, m, 1) for g in range(1, num_group))
+        self.down_fuse = nn.ModuleList(_conv_prelu((g + 1) * m, m, 1) for g in range(1, num_group))
+        self.compress_out = _conv_prelu(num_group * m, m, 1)
 
     def forward(self, feat_in: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         lows = [self.compress_in(torch.cat([feat_in, hidden], 1))]
         highs: list[torch.Tensor] = []
-        for g in range(self.num_groups):
+        for g in range(self.num_group):
             low = lows[0] if g == 0 else self.up_fuse[g - 1](torch.cat(lows, 1))
             highs.append(self.up_blocks[g](low))
             high = highs[0] if g == 0 else self.down_fuse[g - 1](torch.cat(highs, 1))
@@ -95,7 +95,7 @@ class FeedbackBlock(nn.Module):
 
 class SRFBN(nn.Module):
     """Feedback SR network. Defaults (m=32, G=3, T=4) are the paper's light SRFBN-S; the full
-    SRFBN is ``num_features=64, num_groups=6``. ``input_shift`` is subtracted from the input before
+    SRFBN is ``num_feat=64, num_group=6``. ``input_shift`` is subtracted from the input before
     ``conv_in`` (0 = published; see :mod:`karyosr.sr.archs`).
 
     Input ``(N, 1, h, w)``; ``forward`` returns a list of T tensors ``(N, 1, h*scale, w*scale)``
@@ -104,19 +104,19 @@ class SRFBN(nn.Module):
 
     SCALES = tuple(PROJECTION)
 
-    def __init__(self, scale: int, num_features: int = 32, num_groups: int = 3, num_steps: int = 4, num_in_ch: int = 1,
+    def __init__(self, scale: int, num_feat: int = 32, num_group: int = 3, num_step: int = 4, num_in_ch: int = 1,
                  input_shift: float = 0.0):
         super().__init__()
         self.input_shift = float(input_shift)
         self.scale = check_scale(type(self).__name__, scale, self.SCALES)
-        if num_steps < 1 or num_groups < 1:
-            raise ValueError("SRFBN: num_steps and num_groups must be >= 1")
-        self.num_steps = num_steps
-        m = num_features
+        if num_step < 1 or num_group < 1:
+            raise ValueError("SRFBN: num_step and num_group must be >= 1")
+        self.num_step = num_step
+        m = num_feat
         k, s, p = PROJECTION[self.scale]
         self.conv_in = _conv_prelu(num_in_ch, 4 * m, 3)
         self.feat_in = _conv_prelu(4 * m, m, 1)
-        self.block = FeedbackBlock(m, num_groups, k, s, p)
+        self.block = FeedbackBlock(m, num_group, k, s, p)
         self.out_up = _deconv_prelu(m, m, k, s, p)
         self.conv_out = nn.Conv2d(m, num_in_ch, 3, 1, 1)
         _he_init(self)
@@ -129,7 +129,7 @@ class SRFBN(nn.Module):
         feat = self.feat_in(self.conv_in(x - self.input_shift if self.input_shift else x))
         hidden = feat
         outputs = []
-        for _ in range(self.num_steps):
+        for _ in range(self.num_step):
             hidden = self.block(feat, hidden)
             outputs.append(up + self.conv_out(self.out_up(hidden)))
         return outputs
@@ -145,7 +145,7 @@ class StepAttention(nn.Module):
     per step and a softmax over steps give the weights, per image, averaged over the batch.
 
     Args:
-        num_steps: T.
+        num_step: T.
         channels, dim: encoder width and attention width.
         detach: descriptors are computed from detached step outputs (default), so the weights
             never push gradients into the SR network; the SR network is trained only through the
@@ -158,11 +158,11 @@ class StepAttention(nn.Module):
     averaged) or a tensor (N, T, C, H, W); returns weights of shape (T,).
     """
 
-    def __init__(self, num_steps: int, channels: int = 8, dim: int = 16, detach: bool = True, floor: float = 0.0):
+    def __init__(self, num_step: int, channels: int = 8, dim: int = 16, detach: bool = True, floor: float = 0.0):
         super().__init__()
         if not 0.0 <= floor < 1.0:
             raise ValueError(f"StepAttention: floor must be in [0, 1), got {floor}")
-        self.num_steps = num_steps
+        self.num_step = num_step
         self.detach = detach
         self.floor = floor
         self.encoder = nn.Sequential(
@@ -172,7 +172,7 @@ class StepAttention(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.embed = nn.Linear(channels + 2, dim)
-        self.step_embedding = nn.Parameter(0.02 * torch.randn(num_steps, dim))
+        self.step_embedding = nn.Parameter(0.02 * torch.randn(num_step, dim))
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
@@ -180,8 +180,8 @@ class StepAttention(nn.Module):
 
     def forward(self, step_outputs: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         ys = step_outputs if torch.is_tensor(step_outputs) else torch.stack(list(step_outputs), 1)
-        if ys.dim() != 5 or ys.shape[1] != self.num_steps:
-            raise ValueError(f"StepAttention: expected {self.num_steps} step outputs (N, T, C, H, W), got {tuple(ys.shape)}")
+        if ys.dim() != 5 or ys.shape[1] != self.num_step:
+            raise ValueError(f"StepAttention: expected {self.num_step} step outputs (N, T, C, H, W), got {tuple(ys.shape)}")
         if self.detach:
             ys = ys.detach()
         n, t = ys.shape[:2]

@@ -1,6 +1,6 @@
 """SRResNet (Ledig et al. 2017, the SRGAN generator) for grayscale images.
 
-9x9 head conv + PReLU; ``num_blocks`` residual blocks (conv3-BN-PReLU-conv3-BN + skip);
+9x9 head conv + PReLU; ``num_block`` residual blocks (conv3-BN-PReLU-conv3-BN + skip);
 conv3 + BN with a long skip from the head; sub-pixel upsampling stages
 (conv3 -> PixelShuffle(r) -> PReLU: log2(scale) x2 stages, or one x3 stage); 9x9 tail conv.
 
@@ -20,19 +20,19 @@ from karyosr.sr.archs._common import bicubic_up, check_scale
 UPSAMPLE_STAGES = {1: (), 2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 
-def _norm(num_features: int, batch_norm: bool) -> nn.Module:
-    return nn.BatchNorm2d(num_features) if batch_norm else nn.Identity()
+def _norm(num_feat: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm2d(num_feat) if batch_norm else nn.Identity()
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, num_features: int, batch_norm: bool = True):
+    def __init__(self, num_feat: int, batch_norm: bool = True):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(num_features, num_features, 3, padding=1),
-            _norm(num_features, batch_norm),
+            nn.Conv2d(num_feat, num_feat, 3, padding=1),
+            _norm(num_feat, batch_norm),
             nn.PReLU(),
-            nn.Conv2d(num_features, num_features, 3, padding=1),
-            _norm(num_features, batch_norm),
+            nn.Conv2d(num_feat, num_feat, 3, padding=1),
+            _norm(num_feat, batch_norm),
         )
         if not batch_norm:
             # Without BN nothing rescales the branch: start each block near the identity
@@ -51,8 +51,8 @@ class SRResNet(nn.Module):
 
     Args:
         scale: 1 (restoration at native size), 2, 3, 4 or 8.
-        num_blocks: residual blocks (published: 16).
-        num_features: width (published: 64).
+        num_block: residual blocks (published: 16).
+        num_feat: width (published: 64).
         bicubic_residual: predict the difference to the bicubic upsampling instead of the image
             (off in the published network). With it the untrained network starts at bicubic
             quality, which is what lets the short CPU demo runs improve on it; full-length training
@@ -72,16 +72,16 @@ class SRResNet(nn.Module):
 
     SCALES = tuple(UPSAMPLE_STAGES)
 
-    def __init__(self, scale: int, num_blocks: int = 16, num_features: int = 64, num_in_ch: int = 1,
+    def __init__(self, scale: int, num_block: int = 16, num_feat: int = 64, num_in_ch: int = 1,
                  bicubic_residual: bool = False, batch_norm: bool = True, input_shift: float = 0.0):
         super().__init__()
         self.input_shift = float(input_shift)
         self.bicubic_residual = bicubic_residual
         self.batch_norm = batch_norm
         self.scale = check_scale(type(self).__name__, scale, self.SCALES)
-        nf = num_features
+        nf = num_feat
         self.head = nn.Sequential(nn.Conv2d(num_in_ch, nf, 9, padding=4), nn.PReLU())
-        self.body = nn.Sequential(*[ResidualBlock(nf, batch_norm) for _ in range(num_blocks)])
+        self.body = nn.Sequential(*[ResidualBlock(nf, batch_norm) for _ in range(num_block)])
         self.body_tail = nn.Sequential(nn.Conv2d(nf, nf, 3, padding=1), _norm(nf, batch_norm))
         stages = []
         for r in UPSAMPLE_STAGES[self.scale]:

@@ -38,7 +38,7 @@ class UNetSharpen(nn.Module):
 
     input_upsampled = True
 
-    def __init__(self, base_channels: int = 32, depth: int = 3, upsample: str = "bilinear", num_in_ch: int = 1,
+    def __init__(self, num_feat: int = 32, depth: int = 3, upsample: str = "bilinear", num_in_ch: int = 1,
                  input_shift: float = 0.0):
         super().__init__()
         self.input_shift = float(input_shift)
@@ -49,7 +49,7 @@ class UNetSharpen(nn.Module):
         self.depth = depth
         self.upsample = upsample
         self.scale = 1
-        widths = [base_channels * 2**i for i in range(depth + 1)]
+        widths = [num_feat * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList()
         cin = num_in_ch
         for w in widths[:-1]:

@@ -24,7 +24,7 @@ rule classifier_inputs:
 
 rule balance:
     input:
-        shards=lambda wc: classifier_eval_shards(wc.input.replace("-", ":")),
+        shards=lambda wc: classifier_eval_shards(CLASSIFIER_INPUTS[wc.input]),
         split="results/split/manifest.parquet",
     output:
         intermediate("results/classify/balanced/{input}/{method}.parquet"),

@@ -28,6 +28,7 @@ from karyosr.config import (
     sr_run_settings,
     validate as validate_config,
 )
+from karyosr.classify.inputs import input_slug, parse_input
 from karyosr.io.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
 from karyosr.io.shards import shard_names
 from karyosr.report.viewer import input_key as viewer_input_key
@@ -118,6 +119,8 @@ SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODEL
 SR_SETTINGS = sr_run_settings(config)
 DATASET = config["dataset"]["name"]
 EXPERIMENTS = {e["name"]: e for e in config["classify"]["experiments"]}
+# The {input} wildcard of the classifier-input rules is an input key's path-safe slug.
+CLASSIFIER_INPUTS = {input_slug(e["input"]): e["input"] for e in EXPERIMENTS.values()}
 # the experiments and the ensembles of them: what the classification summary reports
 SUMMARISED = [*EXPERIMENTS, *(e["name"] for e in config["classify"]["ensembles"])]
 SEEDS = config["classify"]["seeds"]
@@ -246,21 +249,20 @@ def user_file(path):
 
 def classifier_eval_shards(input_key):
     """The image shards a classifier on this input is validated and tested on."""
-    parts = input_key.split(":")
-    if parts[0] == "hr":
+    source = parse_input(input_key)
+    if source["kind"] == "hr":
         return shard_paths("crop_filter")
-    if parts[0] == "super":
-        return shard_paths(f"degrade/{parts[-1]}")
-    slug = input_key.replace(":", "-")
-    return shard_paths(f"classify/inputs/{slug}")
+    if source["kind"] == "super":
+        return shard_paths(f"degrade/{source['profile']}")
+    return shard_paths(f"classify/inputs/{input_slug(input_key)}")
 
 
 def classifier_input_sources(wildcards):
     """What classifier_inputs needs for one shard of an lr:/sr: input."""
-    parts = wildcards.input.split("-")
-    inputs = {"lr": f"results/degrade/{parts[-1]}/shards/{wildcards.shard}.parquet"}
-    if parts[0] == "sr":
-        inputs["model"] = f"results/models/{parts[1]}/{parts[2]}/model.safetensors"
+    source = parse_input(CLASSIFIER_INPUTS[wildcards.input])
+    inputs = {"lr": f"results/degrade/{source['profile']}/shards/{wildcards.shard}.parquet"}
+    if source["kind"] == "sr":
+        inputs["model"] = f"results/models/{source['model']}/{source['profile']}/model.safetensors"
     return inputs
 
 
@@ -270,14 +272,14 @@ def experiment_settings(name):
 
 def experiment_profile(name):
     """The degradation profile an experiment's input comes from; None for hr inputs."""
-    key = EXPERIMENTS[name]["input"]
-    return None if key == "hr" else PROFILES[key.split(":")[-1]]
+    source = parse_input(EXPERIMENTS[name]["input"])
+    return PROFILES[source["profile"]] if "profile" in source else None
 
 
 def balanced_set(name):
     experiment = EXPERIMENTS[name]
     method = "none" if experiment["balance"] == "class_weight" else experiment["balance"]
-    return f"results/classify/balanced/{experiment['input'].replace(':', '-')}/{method}.parquet"
+    return f"results/classify/balanced/{input_slug(experiment['input'])}/{method}.parquet"
 
 
 def classification_outputs():

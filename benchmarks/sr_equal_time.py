@@ -41,7 +41,7 @@ REFERENCE = "reference_cnn"
 # The reference at 48 px crops: 8 conv layers of 64 channels, whole crops as patches, batch 16.
 REFERENCE_SPEC = {"width": 64, "depth": 8, "patch": 48, "batch": 16}
 ARCHS = ("srcnn", "srresnet", "rrdbnet", "srfbn", "unet_sharpen")
-PROBE_STEPS, PROBE_WARM = 10, 3
+PROBE_STEPS, PROBE_WARM = 20, 5
 N_BOOT = 2000
 
 
@@ -113,8 +113,15 @@ def score_test(images: np.ndarray, pairs: dict, masks: np.ndarray, metrics: dict
     return score(test.hr, images, metrics, masks)[["psnr", "psnr_fg", "ssim_fg"]]
 
 
-def cache_key(entry: dict, minutes: float) -> str:
-    text = json.dumps({"entry": entry, "minutes": minutes}, sort_keys=True)
+def cache_key(workdir: Path, entry: dict, minutes: float) -> str:
+    """A trained entry is reused while what it trains with is the same: the reference's spec, or a
+    workflow model's validated settings whatever its name (a recipe given in full and the same
+    recipe as an architecture's defaults are one run)."""
+    if "reference" in entry:
+        what = entry["reference"]
+    else:
+        what = {k: v for k, v in model_config(workdir, entry)[1].items() if k != "name"}
+    text = json.dumps({"what": what, "minutes": minutes}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -144,10 +151,10 @@ def run(args) -> dict:
     entries = json.loads(args.recipes) if args.recipes else [{"name": a, "arch": a} for a in args.archs]
     jobs = ([{"name": REFERENCE, "reference": REFERENCE_SPEC}] if not args.no_reference else []) + entries
     for entry in jobs:
-        key = cache_key(entry, args.minutes)
+        key = cache_key(args.workdir, entry, args.minutes)
         done = cache / f"{key}.json"
         if done.is_file():
-            found = json.loads(done.read_text())
+            found = {**json.loads(done.read_text()), "method": entry["name"], "entry": entry}
             print(f"{entry['name']}: kept from {done}")
         else:
             if "reference" in entry:

@@ -203,7 +203,7 @@ def run_config(work: Path) -> dict:
 
 
 # results/benchmarks/report/<file>: the rule that wrote it, by the file name's start
-REPORT_RULES = {"report": "slides_report", "slides_": "slide_figure", "quality_": "plot_quality",
+REPORT_RULES = {"report": "whole_report", "whole_figure_": "whole_figure", "quality_": "plot_quality",
                 "samples_": "sample_grid", "training_curves": "plot_training", "viewer": "viewer"}
 
 
@@ -213,7 +213,7 @@ def stage_of(job: str, baselines: set[str]) -> str:
     head = parts[0]
     if head == "sr":
         return "upscale" if parts[1] in baselines else "infer_sr"
-    if head == "enhance":
+    if head == "whole":
         return "whole_quality" if parts[-1] == "quality" else "enhance_whole"
     if head == "ingest":
         return "inventory" if parts[-1] == "inventory" else "ingest"
@@ -309,9 +309,9 @@ def sr_tables(work: Path, config: dict, jobs: pd.DataFrame, reference: pd.DataFr
         tiles=("image_id", "nunique"), psnr=("psnr", "mean"), psnr_fg=("psnr_fg", "mean"), ssim=("ssim", "mean"))
     tiles = shards.read_table(work / "results/tiles/manifest.parquet", columns=["image_id", "group"])
     groups = tiles.drop_duplicates("image_id").set_index("image_id")["group"]
-    source = "recomputed with karyosr.slides.gain_table (the report's function), reference network included"
+    source = "recomputed with karyosr.report.tables.gain_table (the report's function), reference network included"
     try:
-        from karyosr.slides import gain_table
+        from karyosr.report.tables import gain_table
 
         gains = gain_table(per_image, groups, int(config["classify"]["bootstrap"]))
     except Exception as exc:  # the package moved on: the report's own table, without the reference's interval
@@ -346,9 +346,9 @@ def whole_quality(work: Path, config: dict, profiles: list[str]) -> dict:
     for profile in profiles:
         summary = pd.read_csv(work / f"results/report/tables/whole_quality_{profile}.csv")
         try:
-            from karyosr.slides import quality_changes
+            from karyosr.report.tables import quality_changes
 
-            changes = quality_changes(shards.read_table(work / f"results/enhance/{profile}/quality.parquet"),
+            changes = quality_changes(shards.read_table(work / f"results/whole/{profile}/quality.parquet"),
                                       int(config["classify"]["bootstrap"]))
             summary = summary.merge(changes.drop(columns=["images"]), how="left", on="method")
         except Exception as exc:
@@ -359,12 +359,12 @@ def whole_quality(work: Path, config: dict, profiles: list[str]) -> dict:
 
 def enhance_costs(work: Path) -> pd.DataFrame:
     """Per profile and method: photos enhanced, the crop enhanced (input megapixels), output
-    megapixels per photo and seconds per photo and per output megapixel (the enhance shards' own
+    megapixels per photo and seconds per photo and per output megapixel (the enhance_whole shards' own
     timing of each image, reading included only in the job time)."""
     from karyosr.io import shards
 
     rows = []
-    for path in sorted((work / "results/enhance").glob("*/*/shards/*.parquet")):
+    for path in sorted((work / "results/whole").glob("*/*/shards/*.parquet")):
         meta = shards.read_shard_meta(path)
         if not len(meta):
             continue

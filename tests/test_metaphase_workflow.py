@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from karyosr import slides
 from karyosr.dataset import registration, spreads
 from karyosr.io import shards
 from karyosr.sr import infer as sr_infer
 from karyosr.sr.archs import RRDBNet
+from karyosr.whole.quality import CAPTURE
 from workflow_helpers import snakemake, write_config
 
 SERIES = {"n_slides": 5, "view_px": 256, "low_px": 256, "ratios": [4, 2], "chr1_length_px": 40, "width_px": 5}
@@ -133,7 +133,7 @@ def test_whole_captures_enhanced_in_seamless_tiles(run):
     expected = set(pairs.loc[pairs["accepted"] & (pairs["nominal_ratio"] == 4) & pairs["slide"].isin(test_slides),
                              "low_id"])
     assert expected
-    quality = shards.read_table(work / "results/enhance/real_x4/quality.parquet")
+    quality = shards.read_table(work / "results/whole/real_x4/quality.parquet")
     assert set(quality["method"]) == {"capture", "bicubic", "srresnet", "esrgan_transfer"}
     for method, rows in quality.groupby("method"):
         assert set(rows["image_id"]) == expected, method
@@ -148,7 +148,7 @@ def test_whole_captures_enhanced_in_seamless_tiles(run):
         ingested.update(zip(m["image_id"], ims))
     model, _ = sr_infer.load_model(work / "results/models/srresnet/real_x4/model.safetensors")
     enhanced = {}
-    for path in sorted((work / "results/enhance/srresnet/real_x4/shards").glob("*.parquet")):
+    for path in sorted((work / "results/whole/srresnet/real_x4/shards").glob("*.parquet")):
         m, ims = shards.read_shard(path)
         enhanced.update(zip(m["image_id"], ims))
     assert set(enhanced) == expected
@@ -171,6 +171,6 @@ def test_report_of_the_whole_image_path(run):
     assert "Registration: " in summary and "pairs of captures accepted" in summary
     assert "held-out whole images" in summary and "after minus before" in summary
     table = shards.read_table(work / "results/report/tables/whole_quality_real_x4.parquet")
-    assert table["method"].iloc[0] == slides.CAPTURE and len(table) == 4
+    assert table["method"].iloc[0] == CAPTURE and len(table) == 4
     rejected = shards.read_table(work / "results/report/tables/rejected.parquet")
     assert rejected["image_id"].str.contains("foreign").any()

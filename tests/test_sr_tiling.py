@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from karyosr import slides
 from karyosr.sr import archs, infer as sr_infer
 from karyosr.sr.inference import predict
+from karyosr.whole import enhance
 
 CPU = torch.device("cpu")
 SCALE = 2
@@ -195,10 +195,10 @@ def test_auto_tile_runs_whole_images_that_fit_and_tiles_whose_window_fits_otherw
 
 
 def test_the_workflow_tile_setting_auto_runs_small_images_whole(image):
-    """slides.enhance (the workflow's whole-image enhancement) takes tile "auto" as the CLI does:
-    an image whose forward pass fits the memory bound is run whole."""
+    """whole.enhance.enhance (the workflow's whole-image enhancement) takes tile "auto" as the CLI
+    does: an image whose forward pass fits the memory bound is run whole."""
     model = network("srcnn", channels=[16, 8])
     whole = sr_infer.predict_tiled(model, image, SCALE, 255.0, CPU, 0)[0]
     assert sr_infer.tile_for("auto", image.shape, SCALE, model) == 0
-    enhanced = slides.enhance(image[0], SCALE, "srcnn", model, CPU, {"tile": "auto", "tile_overlap": 16})
+    enhanced = enhance.enhance(image[0], SCALE, "srcnn", model, CPU, {"tile": "auto", "tile_overlap": 16})
     assert (enhanced == whole).all()

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from karyosr import slides
 from karyosr.dataset import degrade, split, tiles
 from karyosr.io import shards
+from karyosr.report import findings, tables
+from karyosr.whole import enhance
 
 PARAMS = {"size": 32, "detail_sigma": 1.0, "min_detail": 1.0, "small_images": "pad", "max_per_image": 0,
           "bit_depth": "auto"}
@@ -125,8 +126,8 @@ def test_restoration_profile_keeps_the_size_and_loses_contrast():
 
 
 def test_central_crop_box_fits_max_pixels():
-    assert slides.central_crop_box((100, 200), 4, 10**6) == (0, 100, 0, 200)
-    y0, y1, x0, x1 = slides.central_crop_box((1840, 3264), 4, 4_000_000)
+    assert enhance.central_crop_box((100, 200), 4, 10**6) == (0, 100, 0, 200)
+    y0, y1, x0, x1 = enhance.central_crop_box((1840, 3264), 4, 4_000_000)
     assert (y1 - y0) * (x1 - x0) * 16 <= 4_000_000 and abs((x1 - x0) / (y1 - y0) - 3264 / 1840) < 0.01
     assert y0 + y1 == 1840 or abs((y0 + y1) - 1840) <= 1
 
@@ -139,16 +140,16 @@ def test_gains_and_quality_changes_with_intervals_over_groups():
                                          "psnr": base + rng.normal(0, 0.1, len(ids)),
                                          "psnr_fg": base - 5 + rng.normal(0, 0.1, len(ids))})
                            for m, base in (("bicubic", 30.0), ("lanczos", 30.5), ("net", 32.0))])
-    gains = slides.gain_table(per_image, groups, n_boot=200).set_index(["method", "versus"])
+    gains = tables.gain_table(per_image, groups, n_boot=200).set_index(["method", "versus"])
     assert gains.loc[("net", "bicubic"), "psnr_gain"] == pytest.approx(2.0, abs=0.1)
     assert gains.loc[("net", "bicubic"), "psnr_ci_low"] > 1.8 and gains.loc[("net", "lanczos"), "groups"] == 4
     quality = pd.concat([pd.DataFrame({"image_id": ids, "group": groups.to_numpy(), "method": m,
                                        "niqe": base + rng.normal(0, 0.05, len(ids)), "piqe": 40.0})
                          for m, base in (("capture", 6.0), ("net", 5.0))])
-    changes = slides.quality_changes(quality, n_boot=200).set_index("method")
+    changes = tables.quality_changes(quality, n_boot=200).set_index("method")
     assert changes.loc["net", "niqe_change"] == pytest.approx(-1.0, abs=0.1) and changes.loc["net", "niqe_ci_high"] < 0
-    lines = slides.change_findings(changes.reset_index(), "x4")
+    lines = findings.change_findings(changes.reset_index(), "x4")
     assert "net lowers NIQE" in lines[0] and "reward some artefacts" in lines[0]
     one_group = quality[quality["group"] == "s0"]
-    lines = slides.change_findings(slides.quality_changes(one_group, n_boot=200), "x4")
+    lines = findings.change_findings(tables.quality_changes(one_group, n_boot=200), "x4")
     assert "one held-out group: no interval" in lines[0]

@@ -109,7 +109,7 @@ def test_both_profiles_trained_and_scored_with_a_reference(run):
 
 
 def test_held_out_originals_enhanced_whole_and_scored_before_and_after(run):
-    x4 = shards.read_table(run / "results/enhance/x4_bicubic/quality.parquet")
+    x4 = shards.read_table(run / "results/whole/x4_bicubic/quality.parquet")
     split = shards.read_table(run / "results/split/manifest.parquet")
     held_out = set(split.loc[split["split"] == "test", "image_id"]) - {"tinyphotos/s001/s001_flat"}
     assert held_out <= set(x4["image_id"])
@@ -118,7 +118,7 @@ def test_held_out_originals_enhanced_whole_and_scored_before_and_after(run):
     enlarged = x4[x4["method"] == "msrresnet"].set_index("image_id")
     assert (enlarged["height"] == 4 * capture["height"]).all()
     assert (capture["height"] * capture["width"] * 16 <= 120_000).all()
-    restore = shards.read_table(run / "results/enhance/restore/quality.parquet")
+    restore = shards.read_table(run / "results/whole/restore/quality.parquet")
     assert set(restore["method"]) == {"capture", "bicubic", "msrresnet", "esrgan_transfer"}
     assert restore[["niqe", "piqe"]].loc[restore["method"] == "capture"].notna().all().all()
     # a method's output NIQE cannot score (a barely trained GAN's flat image) keeps the reason

@@ -197,90 +197,127 @@ def _set_learning_rates(optimizers, factor: float) -> None:
             group["lr"] = group["initial_lr"] * factor
 
 
-def fit(task: Task, settings: FitSettings) -> FitResult:
-    """Train for ``epochs`` x ``steps_per_epoch`` steps, resuming from the checkpoint in
-    ``checkpoint_dir`` when it exists and was written for the same config slice."""
-    settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    last_path = settings.checkpoint_dir / "last.pt"
-    best_path = settings.checkpoint_dir / "best.pt"
-    fingerprint = config_hash(settings.config_slice)
-    modules, optimizers = task.modules(), task.optimizers()
+class _Fit:
+    """One call of :func:`fit`: the task's modules and optimisers, the checkpoint files, and where
+    the run stands (step, history, best epoch: what ``last.pt`` carries beside the weights, the
+    optimiser states and torch's RNG state)."""
 
-    step, history, best_value, best_epoch = 0, [], -math.inf, 0
-    if last_path.exists():
-        state = load_checkpoint(last_path)
-        if state.get("config_hash") == fingerprint:
-            for name, module in modules.items():
-                module.load_state_dict(state["modules"][name])
-            for name, optimizer in optimizers.items():
-                optimizer.load_state_dict(state["optimizers"][name])
-            torch.set_rng_state(state["torch_rng"])
-            step, history = state["step"], state["history"]
-            best_value, best_epoch = state["best_value"], state["best_epoch"]
-            log.info("resuming from %s at step %d (epoch %d)", last_path, step, step // settings.steps_per_epoch)
-        else:
-            log.info("ignoring %s: it was written for a different config", last_path)
-    resumed_from = step
+    def __init__(self, task: Task, settings: FitSettings):
+        settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.task, self.settings = task, settings
+        self.last_path = settings.checkpoint_dir / "last.pt"
+        self.best_path = settings.checkpoint_dir / "best.pt"
+        self.fingerprint = config_hash(settings.config_slice)
+        self.modules, self.optimizers = task.modules(), task.optimizers()
+        self.step, self.history, self.best_value, self.best_epoch = 0, [], -math.inf, 0
+        self.total = settings.epochs * settings.steps_per_epoch
+        self.epoch_losses: dict[str, list[float]] = {}
 
-    def checkpoint() -> None:
-        save_checkpoint(last_path, {
-            "config_hash": fingerprint, "step": step, "history": history,
-            "best_value": best_value, "best_epoch": best_epoch, "torch_rng": torch.get_rng_state(),
-            "modules": {n: m.state_dict() for n, m in modules.items()},
-            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+    def resume(self) -> None:
+        """Continue from ``last.pt`` when it was written for the same config slice."""
+        if not self.last_path.exists():
+            return
+        state = load_checkpoint(self.last_path)
+        if state.get("config_hash") != self.fingerprint:
+            log.info("ignoring %s: it was written for a different config", self.last_path)
+            return
+        for name, module in self.modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.history = state["step"], state["history"]
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        log.info("resuming from %s at step %d (epoch %d)", self.last_path, self.step,
+                 self.step // self.settings.steps_per_epoch)
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.last_path, {
+            "config_hash": self.fingerprint, "step": self.step, "history": self.history,
+            "best_value": self.best_value, "best_epoch": self.best_epoch, "torch_rng": torch.get_rng_state(),
+            "modules": {n: m.state_dict() for n, m in self.modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
         })
 
-    total = settings.epochs * settings.steps_per_epoch
-    progress = _Progress(settings.progress, total)
-    epoch_losses: dict[str, list[float]] = {}
-    while step < total:
-        for module in modules.values():
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step at the scheduled learning rate; its losses join the epoch's."""
+        for module in self.modules.values():
             module.train()
-        if settings.schedule != "constant":
-            _set_learning_rates(optimizers.values(), schedule_factor(settings.schedule, step, total,
-                                                                     settings.warmup_steps))
-        losses = task.train_step(step)
-        step += 1
+        if self.settings.schedule != "constant":
+            _set_learning_rates(self.optimizers.values(), schedule_factor(self.settings.schedule, self.step,
+                                                                          self.total, self.settings.warmup_steps))
+        losses = self.task.train_step(self.step)
+        self.step += 1
         for key, value in losses.items():
-            epoch_losses.setdefault(key, []).append(value)
-        progress.step(step, losses)
-        if step % settings.steps_per_epoch:
-            if step % settings.checkpoint_every == 0:
-                checkpoint()
-            continue
+            self.epoch_losses.setdefault(key, []).append(value)
+        return losses
 
-        epoch = step // settings.steps_per_epoch
-        for module in modules.values():
+    def validate(self, epoch: int) -> dict[str, float]:
+        """The validation metrics of the epoch that just ended, recorded with its mean training
+        losses and learning rate as a row of the history."""
+        for module in self.modules.values():
             module.eval()
         with torch.no_grad():
-            metrics = task.validate()
-        row = {"epoch": epoch, "step": step, **{f"train_{k}": float(np.mean(v)) for k, v in epoch_losses.items()},
-               **metrics, "lr": next(iter(optimizers.values())).param_groups[0]["lr"]}
-        history.append(row)
-        epoch_losses = {}
-        progress.epoch_done()
-        log.info("epoch %d/%d  %s", epoch, settings.epochs,
-                 "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
+            metrics = self.task.validate()
+        self.history.append({
+            "epoch": epoch, "step": self.step,
+            **{f"train_{k}": float(np.mean(v)) for k, v in self.epoch_losses.items()},
+            **metrics, "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"]})
+        self.epoch_losses = {}
+        return metrics
+
+    def select(self, epoch: int, metrics: dict[str, float]) -> int:
+        """Keep the epoch's weights in ``best.pt`` when it is the best so far by ``select_by`` (every
+        epoch with 'last'); decay the learning rates after ``lr_patience`` epochs without one.
+        Returns the epochs since the best one."""
+        settings = self.settings
         value = math.inf if settings.select_by == "last" else metrics[settings.select_by]
-        if value > best_value or settings.select_by == "last":
-            best_value, best_epoch = value, epoch
-            save_checkpoint(best_path, {"modules": {n: m.state_dict() for n, m in modules.items()}, "epoch": epoch})
-        stalled = epoch - best_epoch
+        if value > self.best_value or settings.select_by == "last":
+            self.best_value, self.best_epoch = value, epoch
+            save_checkpoint(self.best_path, {"modules": {n: m.state_dict() for n, m in self.modules.items()},
+                                             "epoch": epoch})
+        stalled = epoch - self.best_epoch
         if settings.lr_patience and settings.lr_decay < 1 and stalled and stalled % settings.lr_patience == 0:
-            for optimizer in optimizers.values():
+            for optimizer in self.optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] *= settings.lr_decay
             log.info("no better %s for %d epochs: learning rates x %g", settings.select_by, stalled, settings.lr_decay)
-        checkpoint()
+        return stalled
+
+    def restore_best(self) -> None:
+        """Put the best epoch's weights back in the modules (none kept: the last ones stay)."""
+        if self.best_path.exists():
+            best = load_checkpoint(self.best_path)
+            for name, module in self.modules.items():
+                module.load_state_dict(best["modules"][name])
+
+
+def fit(task: Task, settings: FitSettings) -> FitResult:
+    """Train for ``epochs`` x ``steps_per_epoch`` steps, resuming from the checkpoint in
+    ``checkpoint_dir`` when it exists and was written for the same config slice."""
+    run = _Fit(task, settings)
+    run.resume()
+    resumed_from = run.step
+    progress = _Progress(settings.progress, run.total)
+    while run.step < run.total:
+        losses = run.train_step()
+        progress.step(run.step, losses)
+        if run.step % settings.steps_per_epoch:
+            if run.step % settings.checkpoint_every == 0:
+                run.checkpoint()
+            continue
+        epoch = run.step // settings.steps_per_epoch
+        metrics = run.validate(epoch)
+        progress.epoch_done()
+        log.info("epoch %d/%d  %s", epoch, settings.epochs,
+                 "  ".join(f"{k} {v:.4g}" for k, v in run.history[-1].items() if k not in ("epoch", "step")))
+        stalled = run.select(epoch, metrics)
+        run.checkpoint()
         if settings.patience and stalled >= settings.patience:
             log.info("stopping early: no improvement of %s for %d epochs", settings.select_by, settings.patience)
             break
-
-    if best_path.exists():
-        best = load_checkpoint(best_path)
-        for name, module in modules.items():
-            module.load_state_dict(best["modules"][name])
-    return FitResult(history=pd.DataFrame(history), best_epoch=best_epoch, resumed_from_step=resumed_from,
+    run.restore_best()
+    return FitResult(history=pd.DataFrame(run.history), best_epoch=run.best_epoch, resumed_from_step=resumed_from,
                      export=task.export())
 
 

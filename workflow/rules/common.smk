@@ -174,7 +174,7 @@ def methods_for(profile):
 def whole_quality_inputs(wildcards):
     """Every method's enlarged whole captures of a paired profile, named by method."""
     return {
-        method: expand(f"results/enhance/{method}/{wildcards.profile}/shards/{{shard}}.parquet", shard=SHARDS)
+        method: expand(f"results/whole/{method}/{wildcards.profile}/shards/{{shard}}.parquet", shard=SHARDS)
         for method in methods_for(wildcards.profile)
     }
 
@@ -321,5 +321,32 @@ def whole_image_outputs():
     outputs += [f"results/{m}/manifest.parquet" for m in manifests]
     if WHOLE_PROFILES:
         outputs += ["results/metrics/summary.parquet", "results/report/index.html", "results/report/summary.md"]
-        outputs += [f"results/enhance/{profile}/quality.parquet" for profile in WHOLE_PROFILES]
+        outputs += [f"results/whole/{profile}/quality.parquet" for profile in WHOLE_PROFILES]
     return outputs
+
+
+def report_figures(wildcards):
+    """The figures the report (of a run on crops) embeds, a sample grid and quality box plots per
+    profile and the SR training curves when a model trains."""
+    return {
+        "grids": expand("results/report/samples_{profile}.png", profile=PROFILES),
+        "quality": expand("results/report/quality_{profile}.png", profile=PROFILES),
+        "training": ["results/report/training_curves.png"] if SR_MODELS and SR_PROFILES else [],
+    }
+
+
+def report_classification_inputs(wildcards):
+    """What the report (of a run on crops) shows of the classifiers, each empty without experiments;
+    the summaries over seeds, per class, of the comparisons and of the cells, the confusion
+    matrices, the t-SNE plot and the training histories."""
+    return {
+        "classification": classification_outputs(),
+        "per_class": ["results/classify/summary/per_class.parquet"] if EXPERIMENTS else [],
+        "comparisons": ["results/classify/summary/comparisons.parquet"] if EXPERIMENTS else [],
+        "cells": ["results/classify/summary/cells.parquet"] if EXPERIMENTS else [],
+        "confusion": expand("results/report/confusion_{experiment}.png", experiment=SUMMARISED),
+        "tsne": ["results/report/tsne.png"] if EXPERIMENTS else [],
+        "class_histories": expand(
+            "results/classify/models/{experiment}/seed{seed}/history.parquet", experiment=EXPERIMENTS, seed=SEEDS
+        ),
+    }

@@ -66,6 +66,8 @@ rule plot_training:
 
 rule report:
     input:
+        unpack(report_figures),
+        unpack(report_classification_inputs),
         summary="results/metrics/summary.parquet",
         ingest="results/ingest/manifest.parquet",
         quarantined="results/ingest/rejected.parquet",
@@ -73,18 +75,6 @@ rule report:
         rejected="results/crop_filter/rejected.parquet",
         split="results/split/manifest.parquet",
         per_image="results/metrics/per_image.parquet",
-        grids=expand("results/report/samples_{profile}.png", profile=PROFILES),
-        quality=expand("results/report/quality_{profile}.png", profile=PROFILES),
-        training=["results/report/training_curves.png"] if SR_MODELS and SR_PROFILES else [],
-        classification=classification_outputs(),
-        per_class=["results/classify/summary/per_class.parquet"] if EXPERIMENTS else [],
-        comparisons=["results/classify/summary/comparisons.parquet"] if EXPERIMENTS else [],
-        cells=["results/classify/summary/cells.parquet"] if EXPERIMENTS else [],
-        confusion=expand("results/report/confusion_{experiment}.png", experiment=SUMMARISED),
-        tsne=["results/report/tsne.png"] if EXPERIMENTS else [],
-        class_histories=expand(
-            "results/classify/models/{experiment}/seed{seed}/history.parquet", experiment=EXPERIMENTS, seed=SEEDS
-        ),
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         markdown="results/report/summary.md",

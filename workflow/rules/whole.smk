@@ -1,8 +1,8 @@
-# Whole-image enhancement: every method of a profile applied to the held-out whole images (layout
-# images: the original photos, fields or slices of the test groups) or to the whole
-# low-magnification captures of the test slides (magnification series, paired profiles) in
-# seamless tiles, their no-reference quality before and after, and the report of the whole-image
-# path (karyosr.slides).
+# Whole images: every method of a profile applied to the held-out whole images (layout images:
+# the original photos, fields or slices of the test groups) or to the whole low-magnification
+# captures of the test slides (magnification series, paired profiles) in seamless tiles
+# (karyosr.whole.enhance), their no-reference quality before and after (karyosr.whole.quality),
+# and the report of the whole-image path (karyosr.report).
 
 
 rule enhance_whole:
@@ -14,11 +14,11 @@ rule enhance_whole:
             [f"results/models/{wc.method}/{wc.profile}/model.safetensors"] if wc.method in SR_MODELS else []
         ),
     output:
-        intermediate("results/enhance/{method}/{profile}/shards/{shard}.parquet"),
+        intermediate("results/whole/{method}/{profile}/shards/{shard}.parquet"),
     log:
-        "results/logs/enhance/{method}/{profile}/{shard}.log",
+        "results/logs/whole/{method}/{profile}/{shard}.log",
     benchmark:
-        "results/benchmarks/enhance/{method}/{profile}/{shard}.tsv"
+        "results/benchmarks/whole/{method}/{profile}/{shard}.tsv"
     wildcard_constraints:
         profile="|".join(WHOLE_PROFILES) or "no-whole-image-profiles",
     conda:
@@ -43,11 +43,11 @@ rule whole_quality:
         ingest=expand("results/ingest/shards/{shard}.parquet", shard=SHARDS),
         pristine="results/metrics/niqe_pristine.npz",
     output:
-        "results/enhance/{profile}/quality.parquet",
+        "results/whole/{profile}/quality.parquet",
     log:
-        "results/logs/enhance/{profile}/quality.log",
+        "results/logs/whole/{profile}/quality.log",
     benchmark:
-        "results/benchmarks/enhance/{profile}/quality.tsv"
+        "results/benchmarks/whole/{profile}/quality.tsv"
     conda:
         "../envs/core.yaml"
     resources:
@@ -58,22 +58,22 @@ rule whole_quality:
         "../scripts/whole_quality.py"
 
 
-rule slide_figure:
+rule whole_figure:
     input:
         unpack(whole_quality_inputs),
         ingest=expand("results/ingest/shards/{shard}.parquet", shard=SHARDS),
         pairs=REGISTERED_PAIRS,
     output:
         report(
-            "results/report/slides_{profile}.png",
-            caption="../report/slides.rst",
-            category="Whole slides",
+            "results/report/whole_figure_{profile}.png",
+            caption="../report/whole_figure.rst",
+            category="Whole images",
             subcategory="{profile}",
         ),
     log:
-        "results/logs/report/slides_{profile}.log",
+        "results/logs/report/whole_figure_{profile}.log",
     benchmark:
-        "results/benchmarks/report/slides_{profile}.tsv"
+        "results/benchmarks/report/whole_figure_{profile}.tsv"
     conda:
         "../envs/report.yaml"
     resources:
@@ -82,10 +82,10 @@ rule slide_figure:
         methods=lambda wc: methods_for(wc.profile),
         scale=lambda wc: PROFILES[wc.profile]["scale"],
     script:
-        "../scripts/slide_figure.py"
+        "../scripts/whole_figure.py"
 
 
-rule slides_report:
+rule whole_report:
     input:
         pairs=REGISTERED_PAIRS,
         tile_counts=["results/tiles/images.parquet"] if TILED else [],
@@ -95,8 +95,8 @@ rule slides_report:
         summary="results/metrics/summary.parquet",
         per_image="results/metrics/per_image.parquet",
         tile_manifests=expand("results/degrade/{profile}/manifest.parquet", profile=WHOLE_PROFILES),
-        quality=expand("results/enhance/{profile}/quality.parquet", profile=WHOLE_PROFILES),
-        figures=expand("results/report/slides_{profile}.png", profile=WHOLE_PROFILES),
+        quality=expand("results/whole/{profile}/quality.parquet", profile=WHOLE_PROFILES),
+        figures=expand("results/report/whole_figure_{profile}.png", profile=WHOLE_PROFILES),
         tile_quality=expand("results/report/quality_{profile}.png", profile=WHOLE_PROFILES),
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
@@ -123,14 +123,14 @@ rule slides_report:
         methods=METHODS + list(SR_MODELS),
         bootstrap=config["classify"]["bootstrap"],
     script:
-        "../scripts/slides_report.py"
+        "../scripts/whole_report.py"
 
 
 # One report per run at results/report/index.html: this one for whole images, `report` otherwise.
 if WHOLE_IMAGES:
 
-    ruleorder: slides_report > report
+    ruleorder: whole_report > report
 
 else:
 
-    ruleorder: report > slides_report
+    ruleorder: report > whole_report

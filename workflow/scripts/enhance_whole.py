@@ -1,7 +1,8 @@
-from karyosr import logs, slides
+from karyosr import logs
+from karyosr.whole import enhance
 
 logs.setup(snakemake.log[0])
-slides.run_enhance(
+enhance.run(
     in_shard=snakemake.input.shard,
     pairs_table=snakemake.input.pairs or None,
     split_manifest=snakemake.input.split,

@@ -1,7 +1,8 @@
-from karyosr import logs, slides
+from karyosr import logs
+from karyosr.report import figures
 
 logs.setup(snakemake.log[0])
-slides.run_slide_figure(
+figures.whole_figure(
     ingest_shards=snakemake.input.ingest,
     pairs_table=snakemake.input.pairs or None,
     enhanced={method: list(snakemake.input[method]) for method in snakemake.params.methods},

@@ -1,7 +1,8 @@
-from karyosr import logs, slides
+from karyosr import logs
+from karyosr.whole import quality
 
 logs.setup(snakemake.log[0])
-slides.run_whole_quality(
+quality.run(
     enhanced={method: list(snakemake.input[method]) for method in snakemake.params.methods},
     ingest_shards=snakemake.input.ingest,
     profile_name=snakemake.wildcards.profile,

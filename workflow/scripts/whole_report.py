@@ -3,10 +3,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from karyosr import logs, slides
+from karyosr import logs
 from karyosr.io import shards
 from karyosr.report import figures, page, tables
-from karyosr.report.findings import sr_findings
+from karyosr.report.findings import NO_REFERENCE_CAVEAT, change_findings, registration_findings, sr_findings
+from karyosr.whole.quality import quality_summary
 
 logs.setup(snakemake.log[0])
 inputs, params = snakemake.input, snakemake.params
@@ -19,16 +20,16 @@ per_image = shards.read_table(inputs.per_image)
 tiles = pd.concat([shards.read_table(p, columns=["image_id", "group"]) for p in inputs.tile_manifests])
 tiles = tiles.drop_duplicates("image_id")
 groups = tiles.set_index("image_id")["group"]
-findings = slides.registration_findings(pairs) if pairs is not None else []
+findings = registration_findings(pairs) if pairs is not None else []
 findings += sr_findings(per_image, tiles, params.bootstrap, obj="the object" if pairs is None else "the tile")
-gains = slides.gain_table(per_image, groups, params.bootstrap)
+gains = tables.gain_table(per_image, groups, params.bootstrap)
 saved = {"sr_methods": methods, "sr_gains": gains, "software": tables.software_versions()}
 set_aside = [shards.read_table(inputs.tile_rejected)] if inputs.tile_rejected else []
 if pairs is not None:
-    set_aside.append(slides.rejected_pairs(pairs))
+    set_aside.append(tables.rejected_pairs(pairs))
 saved["rejected"] = tables.rejected_table(shards.read_table(inputs.quarantined), pd.concat(set_aside or [pd.DataFrame()]))
 if pairs is not None:
-    saved["registration"] = slides.registration_table(pairs)
+    saved["registration"] = tables.registration_table(pairs)
     sections = [("Registration of the views across magnifications",
                  "Where each high-magnification view lies in the low-magnification capture of its slide: centre "
                  "(capture pixels), scale of view to capture, rotation (degrees), match score (normalised "
@@ -40,7 +41,7 @@ if pairs is not None:
     reference_title, whole_title, figure_title = "Super-resolution on registered pairs", "Whole captures", "Slides"
 else:
     counts = shards.read_table(inputs.tile_counts[0])
-    saved["tiles"] = slides.tile_summary(counts)
+    saved["tiles"] = tables.tile_summary(counts)
     sections = [("Tiles of the whole images",
                  "Per split: images, HR tiles cut from them, tiles kept, tiles dropped by the detail filter as flat "
                  "background, images smaller than a tile (padded) and images that gave no tile (quarantined, with the "
@@ -55,10 +56,10 @@ else:
 for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, inputs.quality, inputs.figures,
                                                                 snakemake.output.boxplots, inputs.tile_quality):
     quality = shards.read_table(quality_path)
-    summary = slides.quality_summary(quality, params.methods)
-    changes = slides.quality_changes(quality, params.bootstrap)
+    summary = quality_summary(quality, params.methods)
+    changes = tables.quality_changes(quality, params.bootstrap)
     saved[f"whole_quality_{profile}"] = summary
-    findings += slides.change_findings(changes, profile)
+    findings += change_findings(changes, profile)
     figures.no_reference_boxplots({m: quality[quality["method"] == m] for m in summary["method"]}, profile, boxes)
     sections += [
         (f"{reference_title}, {profile}",
@@ -69,12 +70,12 @@ for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, i
          "chromosome crops), mean over held-out tiles with a 95 % bootstrap interval that resamples whole groups.",
          gains[gains["profile"] == profile].drop(columns="profile")),
         (f"No-reference quality of the tiles, {profile}", "NIQE and PIQE per method and for the HR tiles; lower is "
-         "better. " + slides.NO_REFERENCE_CAVEAT, tile_quality),
+         "better. " + NO_REFERENCE_CAVEAT, tile_quality),
         (f"{whole_title} before and after enhancement, {profile}",
          "NIQE (against the pristine model of this run) and PIQE of every held-out whole image at its native size "
          "('capture'; its central crop beyond enhance.max_pixels) and after each method enhanced it whole, in "
          "seamless tiles: mean and standard deviation; lower is better. No HR reference exists for these images. "
-         + slides.NO_REFERENCE_CAVEAT, summary),
+         + NO_REFERENCE_CAVEAT, summary),
         (f"Change of NIQE and PIQE per method, {profile}",
          "After minus before per image (negative: lower, i.e. better by the score), mean with a 95 % bootstrap "
          "interval over groups.", changes),

@@ -154,11 +154,6 @@ def _warp_to_transform(warp: np.ndarray, t2v: np.ndarray, view_shape: tuple[int,
     return Transform(float(cx), float(cy), float(1.0 / math.hypot(a, b)), float(math.degrees(math.atan2(b, a))))
 
 
-def _transform_to_warp(t: Transform, t2v: np.ndarray, view_shape: tuple[int, int]) -> np.ndarray:
-    """View->low Transform -> template->low 3x3."""
-    return _h(t.matrix(view_shape)) @ t2v
-
-
 def corner_error(estimate: Transform, truth: Transform, view_shape: tuple[int, int]) -> float:
     """RMS distance (low-magnification pixels) between the view's corners under two transforms.
 
@@ -467,15 +462,6 @@ def _prepare(low: np.ndarray, view: np.ndarray,
     template = flatten(template, sigma)[border:template.shape[0] - border, border:template.shape[1] - border]
     info = {"template_shape": template.shape, "background_sigma": sigma, "template_border": border}
     return flatten(low, sigma), np.ascontiguousarray(template), _template_to_view(nominal_ratio, border), info
-
-
-def match_score(low: np.ndarray, view: np.ndarray, transform: Transform, nominal_ratio: float) -> float:
-    """Pearson correlation of the view, reduced to the low-magnification scale and warped by
-    ``transform``, with the low-magnification pixels it covers (both flattened first, see
-    :func:`flatten`; the template's outer pixels, which imresize fills by mirroring, are left
-    out). 0.0 when fewer than 64 pixels overlap."""
-    low_f, template, t2v, _ = _prepare(low, view, nominal_ratio)
-    return _score(low_f, template, _transform_to_warp(transform, t2v, np.asarray(view).shape[:2]))
 
 
 def rejection_reason(score: float, overlap: float, min_score: float, min_overlap: float) -> str | None:

@@ -1,16 +1,21 @@
-"""The report's figures: quality box plots, training curves, sample grids, confusion matrices and
-t-SNE of classifier features, written as PNG (and SVG) with matplotlib's Agg backend."""
+"""The report's figures: quality box plots, training curves, sample grids, the figure of the
+held-out whole images before and after enhancement, confusion matrices and t-SNE of classifier
+features, written as PNG (and SVG) with matplotlib's Agg backend."""
 
 from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pandas as pd
 
+from karyosr.dataset.pairs import registration_of
+from karyosr.dataset.registration import Registration, cut_pair
 from karyosr.io import atomic, shards
 from karyosr.io.images import data_range
 from karyosr.labels import CLASS_NAMES, N_CLASSES
+from karyosr.resize import imresize
 
 
 def pyplot():
@@ -125,6 +130,114 @@ def sample_grid(ids, hr: dict, lr: dict, sr: dict[str, dict], title: str, out_pn
             if c == 0:
                 ax.set_ylabel(image_id.split("/")[-1], fontsize=7)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+def _stretch(image: np.ndarray) -> np.ndarray:
+    """8-bit display copy spanning the 1st-99th percentile."""
+    lo, hi = np.percentile(image, (1, 99))
+    return np.clip((image.astype(np.float32) - lo) * 255.0 / max(hi - lo, 1e-6), 0, 255).astype(np.uint8)
+
+
+def registration_difference(low: np.ndarray, view: np.ndarray, registration: Registration,
+                            scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(LR box, the view resampled onto it, absolute difference) after the view's exposure is
+    matched to the capture's (mean and spread): what remains is misregistration and optics."""
+    lr, hr = cut_pair(low, view, registration, scale=scale)
+    down = imresize(hr.astype(np.float64), scale=1 / scale, output_shape=lr.shape)
+    lr_f = lr.astype(np.float64)
+    down = (down - down.mean()) / max(down.std(), 1e-6) * lr_f.std() + lr_f.mean()
+    return lr, np.clip(down, 0, data_range(lr.dtype)), np.abs(lr_f - down)
+
+
+def _crop_outside(image: np.ndarray, footprints: list[np.ndarray], crop: int) -> tuple[int, int]:
+    """Top-left corner of the ``crop`` square with the most structure (grey-level spread), on a
+    coarse grid, whose centre lies outside every view footprint where one such square exists."""
+    h, w = image.shape
+    crop = min(crop, h, w)
+    candidates = []
+    for y in np.linspace(0, h - crop, 8).astype(int):
+        for x in np.linspace(0, w - crop, 8).astype(int):
+            centre = (float(x + crop / 2), float(y + crop / 2))
+            outside = all(cv2.pointPolygonTest(f.astype(np.float32), centre, False) < 0 for f in footprints)
+            candidates.append((outside, float(image[y:y + crop, x:x + crop].std()), int(y), int(x)))
+    _, _, y, x = max(candidates)
+    return y, x
+
+
+def draw_whole_image(axes, low: np.ndarray, views: list[tuple[np.ndarray, Registration, str]],
+                     enhanced: dict[str, np.ndarray], scale: int, crop: int = 48) -> None:
+    """One whole image on a row of ``3 + len(enhanced)`` matplotlib axes: the capture with each
+    registered view's footprint drawn, the difference image of the first view after registration,
+    and one ``crop``-pixel LR region (outside the views where possible: never photographed at high
+    magnification) before (pixels enlarged) and after each method."""
+    crop = min(crop, *low.shape)
+    footprints = [registration.transform.corners(view.shape) for view, registration, _ in views]
+    y0, x0 = _crop_outside(low, footprints, crop)
+    shown = cv2.cvtColor(_stretch(low), cv2.COLOR_GRAY2RGB)
+    line = max(1, low.shape[0] // 200)
+    for corners in footprints:
+        cv2.polylines(shown, [np.round(corners).astype(np.int32)], True, (230, 40, 40), line)
+    cv2.rectangle(shown, (x0, y0), (x0 + crop, y0 + crop), (40, 120, 230), line)
+    axes[0].imshow(shown)
+    axes[0].set_title("capture: views (red), crop (blue)", fontsize=7)
+    if views:
+        view, registration, label = views[0]
+        axes[1].imshow(registration_difference(low, view, registration, scale)[2], cmap="magma")
+        axes[1].set_title(f"|capture - {label} view|, registered", fontsize=7)
+    else:  # a held-out whole image: no registered view, the region at its native pixels instead
+        axes[1].imshow(low[y0:y0 + crop, x0:x0 + crop], cmap="gray", vmin=0, vmax=data_range(low.dtype))
+        axes[1].set_title("region, native pixels", fontsize=7)
+    region = low[y0:y0 + crop, x0:x0 + crop]
+    axes[2].imshow(cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST), cmap="gray",
+                   vmin=0, vmax=data_range(low.dtype))
+    axes[2].set_title("before (pixels)", fontsize=7)
+    for ax, (method, image) in zip(axes[3:], enhanced.items()):
+        ax.imshow(image[y0 * scale:(y0 + crop) * scale, x0 * scale:(x0 + crop) * scale], cmap="gray", vmin=0,
+                  vmax=data_range(image.dtype))
+        ax.set_title(method, fontsize=7)
+    for ax in axes:
+        ax.set_axis_off()
+
+
+def whole_figure(ingest_shards, pairs_table, enhanced: dict[str, list[str]], scale: int, out_png) -> None:
+    """Rule ``whole_figure``, the figure of one profile: a row per enhanced capture or held-out whole
+    image (with ``pairs_table`` None: no registered views to draw)."""
+    pairs = shards.read_table(pairs_table) if pairs_table else pd.DataFrame(columns=["low_id", "high_id", "accepted"])
+    pairs = pairs[pairs["accepted"].astype(bool)]
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    crops: dict[str, tuple[int, int, int, int]] = {}
+    for method, paths in enhanced.items():
+        for path in paths:
+            meta, images = shards.read_shard(path)
+            for row, image in zip(meta.itertuples(), images):
+                outputs.setdefault(row.image_id, {})[method] = image
+                crops[row.image_id] = (row.crop_y0, row.crop_y1, row.crop_x0, row.crop_x1)
+    # Only the enhanced captures (the part that was enhanced) and their registered views are held.
+    needed = set(outputs) | set(pairs.loc[pairs["low_id"].isin(outputs), "high_id"])
+    captures: dict[str, np.ndarray] = {}
+    for path in ingest_shards:
+        for row, image in shards.iter_shard(path):
+            if row["image_id"] in crops:
+                y0, y1, x0, x1 = crops[row["image_id"]]
+                captures[row["image_id"]] = image[y0:y1, x0:x1].copy()
+            elif row["image_id"] in needed:
+                captures[row["image_id"]] = image
+    plt = pyplot()
+    ids = sorted(outputs)
+    columns = 3 + len(enhanced)
+    fig, axes = plt.subplots(max(1, len(ids)), columns, figsize=(2.4 * columns, 2.6 * max(1, len(ids))), squeeze=False)
+    for row, image_id in zip(axes, ids):
+        views = [(captures[p.high_id], registration_of(p), str(p.high_magnification))
+                 for p in pairs[pairs["low_id"] == image_id].itertuples(index=False)]
+        draw_whole_image(row, captures[image_id], views,
+                         {m: outputs[image_id][m] for m in enhanced if m in outputs[image_id]}, scale)
+        row[0].text(0, -0.25, image_id, transform=row[0].transAxes, fontsize=6)
+    if not ids:
+        axes[0][0].text(0.5, 0.5, "no test capture to enhance", ha="center")
+        for ax in axes[0]:
+            ax.set_axis_off()
     fig.tight_layout()
     save_figure(fig, out_png)
 

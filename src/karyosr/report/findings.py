@@ -1,5 +1,7 @@
-"""The report's findings: sentences generated from its tables, each difference with its bootstrap
-interval and whether that interval leaves out 0."""
+"""The report's findings: sentences generated from its tables (SR gains and rankings,
+classification, sex calls and flagged cells; for whole images the registration of the pairs and
+the change of NIQE and PIQE by enhancement), each difference with its bootstrap interval and
+whether that interval leaves out 0."""
 
 from __future__ import annotations
 
@@ -67,6 +69,48 @@ def sr_findings(per_image: pd.DataFrame, split: pd.DataFrame, n_boot: int, seed:
         lines.append(f"{profile}, best vs runner-up in PSNR{where} (per-image differences, {metrics.LEVEL:.0%} "
                      "bootstrap interval over test groups): " + "; ".join(rankings) + ".")
     return lines
+
+
+def registration_findings(pairs: pd.DataFrame) -> list[str]:
+    """How many pairs registered and how well, and why the others were rejected."""
+    if not len(pairs):
+        return ["No pair of captures to register: every slide needs two magnifications."]
+    accepted = pairs[pairs["accepted"].astype(bool)]
+    line = (f"Registration: {len(accepted)} of {len(pairs)} pairs of captures accepted"
+            + (f" (match score median {accepted['score'].median():.3f}, lowest {accepted['score'].min():.3f}; "
+               f"{accepted['seconds'].median():.2f} s per pair)" if len(accepted) else ""))
+    reasons = pairs.loc[~pairs["accepted"].astype(bool), "reason"].value_counts()
+    if len(reasons):
+        line += "; rejected: " + "; ".join(f"{n} x {reason}" for reason, n in reasons.items())
+    return [line + "."]
+
+
+NO_REFERENCE_CAVEAT = ("NIQE and PIQE reward some artefacts (nearest-neighbour blocks score well on PIQE, and any "
+                       "sharpening can lower both), so no method is called best on them alone: read them beside the "
+                       "full-reference PSNR/SSIM on held-out tiles above.")
+
+
+def change_findings(changes: pd.DataFrame, profile: str) -> list[str]:
+    """Whether each method lowers NIQE and PIQE of the held-out whole images, by how much, with its
+    interval over groups (`karyosr.report.tables.quality_changes`); and the caveat that no-reference
+    scores are never a ranking alone."""
+    if not len(changes):
+        return []
+    parts = []
+    for row in changes.itertuples():
+        verdicts = []
+        for metric, digits in (("niqe", 2), ("piqe", 1)):
+            value, low, high = (getattr(row, f"{metric}_{s}") for s in ("change", "ci_low", "ci_high"))
+            if pd.isna(value):
+                continue
+            if pd.isna(low):  # one held-out group: the change is reported without a verdict
+                verdicts.append(f"changes {metric.upper()} by {value:+.{digits}f} (one held-out group: no interval)")
+                continue
+            word = "lowers" if high < 0 else "raises" if low > 0 else "does not measurably change"
+            verdicts.append(f"{word} {metric.upper()} by {describe_difference(value, low, high, '', digits)}")
+        parts.append(f"{row.method} " + " and ".join(verdicts))
+    return [f"{profile}, held-out whole images ({int(changes['images'].max())} in {int(changes['groups'].max())} "
+            "groups), after minus before: " + "; ".join(parts) + ". " + NO_REFERENCE_CAVEAT]
 
 
 SEX_CHROMOSOME_ACCURACY = {"x_accuracy": "X accuracy", "y_accuracy": "Y accuracy"}

@@ -1,6 +1,8 @@
 """The report's tables: images per stage and class, the SR method and classification comparisons
 (best value in bold where a best can be named, as HTML and Markdown), the per-class heat map,
-flagged cells, rejected inputs and software versions; each saved as CSV and Parquet beside the page."""
+flagged cells, rejected inputs and software versions; for whole images the registration of the
+pairs, the tiles per split, the PSNR gains over bicubic and Lanczos and the change of NIQE and PIQE
+by enhancement, with bootstrap intervals over groups; each saved as CSV and Parquet beside the page."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from karyosr.classify import karyotype
+from karyosr.classify.metrics import bootstrap_ci
 from karyosr.dataset.split import SPLITS
 from karyosr.io import atomic, shards
 from karyosr.labels import CLASS_NAMES
+from karyosr.whole.quality import CAPTURE
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +331,94 @@ def rejected_table(quarantined: pd.DataFrame, rejected: pd.DataFrame) -> pd.Data
     columns = ["stage", "image_id", "source", "reason"]
     frames = [f[columns] for f in (quarantined, rejected) if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+REGISTRATION_COLUMNS = ["slide", "low_magnification", "high_magnification", "cx", "cy", "scale", "rotation_deg",
+                        "score", "overlap", "accepted", "reason", "seconds"]
+
+
+def registration_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The registration of every pair, rounded for reading: where each view lies in its capture
+    (centre in capture pixels, scale of view to capture, rotation), the match score and overlap."""
+    table = pairs[REGISTRATION_COLUMNS].copy()
+    return table.round({"cx": 1, "cy": 1, "scale": 4, "rotation_deg": 2, "score": 3, "overlap": 3, "seconds": 2})
+
+
+def rejected_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Rejected pairs in the report's table of set-aside inputs (stage, image_id, source, reason)."""
+    rejected = pairs[~pairs["accepted"].astype(bool)]
+    return pd.DataFrame({"stage": "register", "image_id": rejected["high_id"] + " in " + rejected["low_id"],
+                         "source": rejected["high_source"], "reason": rejected["reason"]})
+
+
+def tile_summary(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per split: images, tiles cut, kept, dropped as flat, images padded and images that gave no tile."""
+    table = counts.assign(no_tile=counts["kept"] == 0).groupby("split", sort=False).agg(
+        images=("image_id", "size"), groups=("group", "nunique"), tiles=("tiles", "sum"), kept=("kept", "sum"),
+        flat_dropped=("flat", "sum"), padded=("padded", "sum"), without_tiles=("no_tile", "sum"))
+    return table.reindex([s for s in ("train", "val", "test") if s in table.index]).reset_index()
+
+
+REFERENCES = ("bicubic", "lanczos")
+GAIN_COLUMNS = ["profile", "method", "versus", "groups", "images", "psnr_gain", "psnr_ci_low", "psnr_ci_high",
+                "psnr_fg_gain", "psnr_fg_ci_low", "psnr_fg_ci_high"]
+
+
+def _clustered(values: pd.Series, groups: pd.Series, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean of per-image values and its bootstrap interval resampling whole groups (slides, patients);
+    no interval (NaN) from a single group (`karyosr.classify.metrics.bootstrap_ci`)."""
+    values = values.dropna()
+    if not len(values):
+        return float("nan"), float("nan"), float("nan")
+    low, high = bootstrap_ci(values.to_numpy(), n_boot, seed, clusters=groups.reindex(values.index).to_numpy())
+    return float(values.mean()), low, high
+
+
+def gain_table(per_image: pd.DataFrame, groups: pd.Series, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Every method's PSNR gain over bicubic (MATLAB) and over Lanczos, over the whole tile and inside
+    the object, per profile: mean over held-out tiles with a bootstrap interval over groups (tiles of
+    one slide or patient share its staining and optics). ``groups`` maps image_id to group."""
+    rows = []
+    for profile, part in per_image.groupby("profile", sort=False):
+        psnr = part.pivot(index="image_id", columns="method", values="psnr")
+        inside = part.pivot(index="image_id", columns="method", values="psnr_fg")
+        tile_groups = groups.reindex(psnr.index)
+        for versus in [r for r in REFERENCES if r in psnr]:
+            for method in [m for m in psnr if m != versus]:
+                whole = _clustered(psnr[method] - psnr[versus], tile_groups, n_boot, seed)
+                fg = _clustered(inside[method] - inside[versus], tile_groups, n_boot, seed)
+                rows.append({"profile": profile, "method": method, "versus": versus,
+                             "groups": int(tile_groups.nunique()), "images": len(psnr),
+                             "psnr_gain": whole[0], "psnr_ci_low": whole[1], "psnr_ci_high": whole[2],
+                             "psnr_fg_gain": fg[0], "psnr_fg_ci_low": fg[1], "psnr_fg_ci_high": fg[2]})
+    return pd.DataFrame(rows, columns=GAIN_COLUMNS).round(3)
+
+
+CHANGE_COLUMNS = ["method", "images", "groups", "niqe_change", "niqe_ci_low", "niqe_ci_high", "piqe_change",
+                  "piqe_ci_low", "piqe_ci_high"]
+
+
+def quality_changes(quality: pd.DataFrame, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Per method, the mean change of NIQE and PIQE of each held-out whole image (after minus
+    before: negative is an improvement) with a bootstrap interval over groups; ``quality`` is a
+    table of :mod:`karyosr.whole.quality`, its "before" rows those of method ``capture``."""
+    rows = []
+    for metric in ("niqe", "piqe"):
+        table = quality.pivot(index="image_id", columns="method", values=metric)
+        groups = quality.drop_duplicates("image_id").set_index("image_id")["group"].reindex(table.index)
+        for method in [m for m in table if m != CAPTURE] if CAPTURE in table else []:
+            mean, low, high = _clustered(table[method] - table[CAPTURE], groups, n_boot, seed)
+            rows.append({"method": method, "metric": metric, "change": mean, "ci_low": low, "ci_high": high,
+                         "images": int(table[method].notna().sum()), "groups": int(groups.nunique())})
+    if not rows:
+        return pd.DataFrame(columns=CHANGE_COLUMNS)
+    long = pd.DataFrame(rows)
+    wide = long.pivot(index="method", columns="metric", values=["change", "ci_low", "ci_high"])
+    wide.columns = [f"{metric}_{stat}" for stat, metric in wide.columns]
+    counts = long.drop_duplicates("method").set_index("method")[["images", "groups"]]
+    out = counts.join(wide)
+    out = out.reindex(list(dict.fromkeys(long["method"]))).reset_index()
+    return out[CHANGE_COLUMNS].round(3)
 
 
 def software_versions() -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Two slide folders, each with one very large grey image (a mosaic of generated metaphase photos,
 30,000 x 8,000 px = 240 Mpx by default, PNG) and one photo-sized image, run through ingest, split by
 folder, tiles (detail filter), a x4 profile, the bicubic baseline, metrics, the held-out images
-enhanced whole (their central crop within enhance.max_pixels) and NIQE/PIQE before and after. For
+enhanced whole (their central crop within whole.max_pixels) and NIQE/PIQE before and after. For
 every job the peak resident memory (Snakemake's benchmark ``max_rss``) is set beside the ``mem_mb``
 the rule declared (read from the Snakemake log), per rule the largest of each.
 
@@ -59,7 +59,7 @@ def config(raw: Path, max_pixels: int) -> dict:
         "degrade": {"profiles": [{"name": "x4_bicubic", "scale": 4, "kernel": "bicubic"}]},
         "upscale": {"methods": ["bicubic"]},
         "sr": {"profiles": [], "models": []},
-        "enhance": {"max_pixels": 16_000_000},
+        "whole": {"max_pixels": 16_000_000},
         "metrics": {"niqe_patch_size": 32},
         "classify": {"experiments": []},
     }

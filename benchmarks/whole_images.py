@@ -143,7 +143,7 @@ def workflow_config(photos: Path, tiles_per_image: int, max_pixels: int, quick: 
         "upscale": {"methods": list(BASELINES)},
         "sr": {"profiles": [p["name"] for p in PROFILES], "tile": 128, "tile_overlap": 16,
                "models": [{**copy.deepcopy(m), **training} for m in SR_MODELS]},
-        "enhance": {"max_pixels": max_pixels},
+        "whole": {"max_pixels": max_pixels},
         "classify": {"experiments": []},
         "report": {"title": "karyosr whole images (generated metaphase photographs)"},
     }
@@ -629,7 +629,7 @@ def main() -> None:
     parser.add_argument("--tiles-per-image", type=int,
                         help="tiles.max_per_image: the most detailed 128 px tiles kept per photo (12; quick 8)")
     parser.add_argument("--enhance-max-pixels", type=int,
-                        help="enhance.max_pixels: output pixels per held-out photo, its central crop beyond "
+                        help="whole.max_pixels: output pixels per held-out photo, its central crop beyond "
                              "(250000; quick 250000)")
     parser.add_argument("--reference-minutes", type=float, nargs=2, metavar=("X4", "RESTORE"),
                         help="training budget of the reference network on x4_bicubic and on restore "

@@ -428,3 +428,32 @@ def test_a_gan_fine_tuning_keeps_the_network_of_the_model_it_starts_from():
         {"name": "esrgan", "arch": "rrdbnet", "init_from_model": "rrdb", "gan": {"type": "ragan", "weight": 0.005}},
     ]}})["sr"]["models"]
     assert models[1]["options"] == models[0]["options"]
+
+
+def test_an_sr_model_trained_from_scratch_gets_its_architectures_cpu_recipe():
+    from karyosr.sr.recipes import ARCH_DEFAULTS
+
+    models = validate({"sr": {"models": [
+        {"name": "plain", "arch": "srresnet"},
+        {"name": "mine", "arch": "srresnet", "lr": 0.0005, "options": {"num_block": 2}},
+        {"name": "published", "arch": "srresnet", "init_from": "weights.pth"},
+    ]}})["sr"]["models"]
+    defaults = ARCH_DEFAULTS["srresnet"]
+    assert models[0]["options"] == defaults["options"] and models[0]["lr"] == defaults["lr"]
+    # given keys win; options merge key by key
+    assert models[1]["lr"] == 0.0005
+    assert models[1]["options"] == {**defaults["options"], "num_block": 2}
+    # a model started from a weights file keeps the network and input those weights expect
+    assert models[2]["options"] == {} and models[2]["lr"] == load_schema()["properties"]["sr"]["properties"][
+        "models"]["items"]["properties"]["lr"]["default"]
+
+
+def test_every_sr_architecture_has_a_recipe():
+    from karyosr.sr.recipes import ARCH_DEFAULTS
+
+    assert set(ARCH_DEFAULTS) == set(config.SR_ARCHS)
+
+
+def test_the_old_whole_image_section_name_is_an_error_naming_the_new_one():
+    with pytest.raises(ConfigError, match=r"config key enhance: renamed 'whole' \(whole.max_pixels\)"):
+        validate({"enhance": {"max_pixels": 10_000}})

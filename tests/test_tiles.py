@@ -1,5 +1,5 @@
 """Whole images without the workflow: tiles and the detail filter, the split of few groups, the
-restoration profile, central crops within enhance.max_pixels, gains and quality changes with
+restoration profile, central crops within whole.max_pixels, gains and quality changes with
 intervals over groups."""
 
 from __future__ import annotations

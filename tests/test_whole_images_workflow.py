@@ -41,7 +41,7 @@ TINY_PHOTOS = {
                        "pixel_weight": 0.01, "perceptual_weight": 0.0, "gan": {"type": "ragan", "weight": 0.005},
                        "epochs": 1, "steps_per_epoch": 4, "batch_size": 8, "patch_size": 32, "lr": 0.0001}]},
     "metrics": {"niqe_patch_size": 16},
-    "enhance": {"max_pixels": 120_000},
+    "whole": {"max_pixels": 120_000},
     "classify": {"experiments": [], "bootstrap": 200},
 }
 
@@ -113,7 +113,7 @@ def test_held_out_originals_enhanced_whole_and_scored_before_and_after(run):
     split = shards.read_table(run / "results/split/manifest.parquet")
     held_out = set(split.loc[split["split"] == "test", "image_id"]) - {"tinyphotos/s001/s001_flat"}
     assert held_out <= set(x4["image_id"])
-    # 128 x 160 at x4 exceeds enhance.max_pixels: the central crop that fits is enhanced and scored
+    # 128 x 160 at x4 exceeds whole.max_pixels: the central crop that fits is enhanced and scored
     capture = x4[x4["method"] == "capture"].set_index("image_id")
     enlarged = x4[x4["method"] == "msrresnet"].set_index("image_id")
     assert (enlarged["height"] == 4 * capture["height"]).all()

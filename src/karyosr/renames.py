@@ -1,4 +1,4 @@
-"""Names earlier versions of karyosr used for SR architectures and their options.
+"""Names earlier versions of karyosr used for SR architectures, their options and config sections.
 
 The options follow BasicSR's vocabulary across every architecture (``num_feat``, ``num_block``,
 ``num_grow_ch``, ...), and ``rrdbnet`` names the PSNR-trained RRDBNet (ESRGAN is its GAN
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 ARCHS = {"esrgan": "rrdbnet"}
+# Config sections: the whole-image path is called "whole" in its rules, results and modules too.
+SECTIONS = {"enhance": "whole"}
 OPTIONS = {
     "srresnet": {"num_blocks": "num_block", "num_features": "num_feat"},
     "srfbn": {"num_features": "num_feat", "num_groups": "num_group", "num_steps": "num_step"},

@@ -112,7 +112,7 @@ REGISTERED_PAIRS = [] if TILED else "results/register/pairs.parquet"
 IMAGE_MB = 4 * 2 * config["ingest"]["max_pixels"] // 10**6
 # Memory (MB) of a job that scores or draws enhanced whole images one at a time: NIQE/PIQE of a
 # 16 Mpx output peaked at 1.9 GB (about 120 bytes per pixel; benchmarks/large_image_memory.py).
-ENHANCED_IMAGE_MB = max(2000, 200 * config["enhance"]["max_pixels"] // 10**6)
+ENHANCED_IMAGE_MB = max(2000, 200 * config["whole"]["max_pixels"] // 10**6)
 METHODS = list(config["upscale"]["methods"])
 SR_MODELS = {model["name"]: model for model in config["sr"]["models"]}
 SR_PROFILES = [p for p in config["sr"]["profiles"] if p in PROFILES] if SR_MODELS else []

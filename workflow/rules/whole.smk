@@ -32,7 +32,7 @@ rule enhance_whole:
         # Only what the method reads: a baseline does not rerun when an SR setting changes.
         infer=lambda wc: SR_SETTINGS if wc.method in SR_MODELS else {},
         unsharp=lambda wc: config["upscale"]["unsharp"] if wc.method == "unsharp" else {},
-        max_pixels=config["enhance"]["max_pixels"],
+        max_pixels=config["whole"]["max_pixels"],
     script:
         "../scripts/enhance_whole.py"
 

@@ -73,7 +73,7 @@ for profile, quality_path, figure, boxes, tile_quality in zip(params.profiles, i
          "better. " + NO_REFERENCE_CAVEAT, tile_quality),
         (f"{whole_title} before and after enhancement, {profile}",
          "NIQE (against the pristine model of this run) and PIQE of every held-out whole image at its native size "
-         "('capture'; its central crop beyond enhance.max_pixels) and after each method enhanced it whole, in "
+         "('capture'; its central crop beyond whole.max_pixels) and after each method enhanced it whole, in "
          "seamless tiles: mean and standard deviation; lower is better. No HR reference exists for these images. "
          + NO_REFERENCE_CAVEAT, summary),
         (f"Change of NIQE and PIQE per method, {profile}",

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import copy
 
-ARCH_DEFAULTS: dict[str, dict] = {}
+CENTRED = {"input_shift": "auto"}
+ARCH_DEFAULTS: dict[str, dict] = {
+    "srcnn": {"options": CENTRED, "lr": 0.002, "warmup_steps": 100},
+    "srresnet": {"options": {"num_block": 8, "num_feat": 48, "batch_norm": False, "bicubic_residual": True, **CENTRED},
+                 "lr": 0.001, "warmup_steps": 30},
+    "rrdbnet": {"options": {"num_feat": 32, "num_block": 3, "num_grow_ch": 16, "bicubic_residual": True, **CENTRED},
+                "lr": 0.002, "warmup_steps": 30},
+    "srfbn": {"options": {"num_feat": 32, "num_group": 2, "num_step": 3, **CENTRED}, "lr": 0.001, "warmup_steps": 30},
+    "unet_sharpen": {"options": {"num_feat": 32, "depth": 3, **CENTRED}, "lr": 0.001, "warmup_steps": 30},
+}
 
 
 def with_arch_defaults(models: list[dict], given: list[set[str]]) -> list[dict]:

@@ -11,7 +11,7 @@ and NIQE and PIQE are measured on every capture before (at its native size) and 
 folder of whole images (layout ``images``: metaphase photographs, microscope fields, slices) the
 images enhanced are the ORIGINAL held-out images of the test groups, not their synthetic LR:
 restoration profiles (scale 1) clean them at native size, SR profiles enlarge them. An image whose
-output would exceed ``enhance.max_pixels`` is enhanced on its central crop that fits, the same crop
+output would exceed ``whole.max_pixels`` is enhanced on its central crop that fits, the same crop
 scored before and after.
 
 * :mod:`karyosr.whole.enhance`: rule ``enhance_whole``, the images to enhance and their enhancement;

@@ -13,11 +13,11 @@ CENTRED = {"input_shift": "auto"}
 ARCH_DEFAULTS: dict[str, dict] = {
     "srcnn": {"options": CENTRED, "lr": 0.002, "warmup_steps": 100},
     "srresnet": {"options": {"num_block": 8, "num_feat": 48, "batch_norm": False, "bicubic_residual": True, **CENTRED},
-                 "lr": 0.001, "warmup_steps": 30},
+                 "lr": 0.002, "warmup_steps": 30},
     "rrdbnet": {"options": {"num_feat": 32, "num_block": 3, "num_grow_ch": 16, "bicubic_residual": True, **CENTRED},
                 "lr": 0.002, "warmup_steps": 30},
-    "srfbn": {"options": {"num_feat": 32, "num_group": 2, "num_step": 3, **CENTRED}, "lr": 0.001, "warmup_steps": 30},
-    "unet_sharpen": {"options": {"num_feat": 32, "depth": 3, **CENTRED}, "lr": 0.001, "warmup_steps": 30},
+    "srfbn": {"options": {"num_feat": 32, "num_group": 2, "num_step": 2, **CENTRED}, "lr": 0.002, "warmup_steps": 30},
+    "unet_sharpen": {"options": {"num_feat": 16, "depth": 3, **CENTRED}, "lr": 0.002, "warmup_steps": 30},
 }
 
 

@@ -1,6 +1,25 @@
 """What an SR model trains with when its ``sr.models`` entry leaves a key out: each architecture's
-own defaults, applied by config validation where the entry is silent (``ARCH_DEFAULTS``; options
-merge key by key, the given ones winning).
+CPU size and the recipe measured for it at equal CPU time.
+
+The architectures' own sizes (SRResNet 16 x 64 and RRDBNet 23 x 64 as published, SRFBN 32 wide
+with 3 groups and 4 steps, the U-Net 32 wide) with the schema's BasicSR learning rate (2e-4) and a
+raw input fell 2.7 to 8.4 dB short of the reference below after 3 CPU-minutes on the G-band x4
+crops, SRResNet (-0.6 dB) and RRDBNet (-2.6 dB, 65 steps) below bicubic itself
+(benchmarks/results/sr_equal_time_defaults_before.md). A model trained from scratch
+therefore gets, where its entry is silent: the input centred on the training images' mean grey
+(``input_shift: auto``), a bicubic skip where the network has none (named a variant by
+``archs.describe``), no BatchNorm in SRResNet (the MSRResNet-style variant), a size that trains
+hundreds of steps in minutes on a core, and lr 2e-3 after a short warm-up. Against the benchmark's
+own plain residual CNN trained for the same 3 minutes (+5.77 dB over MATLAB bicubic inside the
+chromosome; benchmarks/results/sr_equal_time.md, 416 test crops of 10 cells):
+
+* SRResNet 8 x 48: -0.16 dB; RRDBNet 3 x 32 (growth 16): -0.12; U-Net 16 wide: -0.16; SRFBN 32
+  wide, 2 groups, 2 steps: -0.36 (3 steps: -0.82, fewer steps in the time).
+* SRCNN (its published layers, centred): -1.26 dB; it is at its capacity, not short of time: twice
+  the steps on 32 px patches gave the same PSNR (benchmarks/results/sr_equal_time_round2.md).
+
+``options`` merge key by key, the given ones winning: ``num_block: 16, num_feat: 64,
+batch_norm: true, bicubic_residual: false, input_shift: 0`` is the published SRResNet.
 
 Kept free of torch: the workflow's config validation reads it.
 """

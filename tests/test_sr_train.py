@@ -46,16 +46,17 @@ def test_compiled_training_steps_export_the_plain_module_weights():
     cfg = model_settings({"compile": True}, name="srcnn", arch="srcnn", options={"channels": [8, 4]}, batch_size=4,
                          patch_size=16, epochs=1, steps_per_epoch=2)
     torch.manual_seed(0)
-    model = sr_train.build_model(cfg, 4)
+    train = toy_pairs(8, 0)
+    model = sr_train.build_model(cfg, 4, train.lr)  # the recipe's input_shift 'auto' reads the images
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    task = build_task(cfg, model, toy_pairs(8, 0), toy_pairs(4, 1), torch.device("cpu"), None)
+    task = build_task(cfg, model, train, toy_pairs(4, 1), torch.device("cpu"), None)
     assert task.forward_model is not task.model
     for step in range(2):
         assert np.isfinite(task.train_step(step)["total"])
     exported = task.export()["state_dict"]
     assert exported.keys() == before.keys()  # no "_orig_mod." prefix: loadable into a plain model
     assert any(not torch.equal(exported[k], before[k]) for k in before)
-    plain = archs.build_sr("srcnn", 4, channels=[8, 4])
+    plain = archs.build_sr("srcnn", 4, channels=[8, 4], input_shift=model.input_shift)
     plain.load_state_dict(exported)
     assert "val_psnr" in task.validate()
 
@@ -91,7 +92,8 @@ def banded_rods(n: int, seed: int, size: int = 32) -> Pairs:
 def test_each_kind_of_model_gets_its_task_with_the_checkpoint_names_of_earlier_runs(model, kind, modules, optimizers):
     """The checkpoint's module and optimiser names are what a resumed run loads by."""
     cfg = model_settings({"device": "cpu"}, name="m", **model)
-    task = build_task(cfg, sr_train.build_model(cfg, 4), toy_pairs(4, 0), toy_pairs(2, 1), torch.device("cpu"), None)
+    train = toy_pairs(4, 0)
+    task = build_task(cfg, sr_train.build_model(cfg, 4, train.lr), train, toy_pairs(2, 1), torch.device("cpu"), None)
     assert type(task) is kind
     assert list(task.modules()) == modules and list(task.optimizers()) == optimizers
     assert task.export()["state_dict"].keys() == task.model.state_dict().keys()

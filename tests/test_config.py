@@ -457,3 +457,8 @@ def test_every_sr_architecture_has_a_recipe():
 def test_the_old_whole_image_section_name_is_an_error_naming_the_new_one():
     with pytest.raises(ConfigError, match=r"config key enhance: renamed 'whole' \(whole.max_pixels\)"):
         validate({"enhance": {"max_pixels": 10_000}})
+
+
+def test_sr_inference_tiles_can_be_sized_automatically():
+    assert validate({"sr": {"tile": "auto"}})["sr"]["tile"] == "auto"
+    assert "sr.tile" in error_of({"sr": {"tile": "big"}})

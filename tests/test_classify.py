@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from karyosr.classify import augment, inputs, predict, supernet
+from karyosr.classify import augment, input_keys, predict, supernet
 from karyosr.classify.train import ClassifierTask
 from test_classifiers import TINY
 
 
 def test_parse_input_keys():
-    assert inputs.parse_input("hr") == {"kind": "hr"}
-    assert inputs.parse_input("lr:x4_bicubic") == {"kind": "lr", "profile": "x4_bicubic"}
-    assert inputs.parse_input("sr:srresnet:x4") == {"kind": "sr", "model": "srresnet", "profile": "x4"}
-    assert inputs.parse_input("super:srcnn:x4") == {"kind": "super", "arch": "srcnn", "profile": "x4"}
+    assert input_keys.parse_input("hr") == {"kind": "hr"}
+    assert input_keys.parse_input("lr:x4_bicubic") == {"kind": "lr", "profile": "x4_bicubic"}
+    assert input_keys.parse_input("sr:srresnet:x4") == {"kind": "sr", "model": "srresnet", "profile": "x4"}
+    assert input_keys.parse_input("super:srcnn:x4") == {"kind": "super", "arch": "srcnn", "profile": "x4"}
     with pytest.raises(ValueError, match="expected hr"):
-        inputs.parse_input("sr:x4")
-    assert inputs.input_slug("sr:srresnet:x4") == "sr-srresnet-x4"
+        input_keys.parse_input("sr:x4")
+    assert input_keys.input_slug("sr:srresnet:x4") == "sr-srresnet-x4"
 
 
 def test_augment_keeps_shape_and_rotates_by_the_step():

@@ -13,6 +13,7 @@ from snakemake.utils import validate as snakemake_validate
 
 from karyosr import renames
 from karyosr.classify import recipes
+from karyosr.classify.input_keys import parse_input
 from karyosr.sr import recipes as sr_recipes
 
 # Shipped inside the package, so an installed karyosr validates configs as a checkout does.
@@ -285,16 +286,17 @@ def _check_classify(config: dict[str, Any]) -> None:
         if experiment["name"] in names_seen:
             raise ConfigError(f"config key {key}.name: {experiment['name']!r} is used twice")
         names_seen.add(experiment["name"])
-        parts = experiment["input"].split(":")
-        if len(parts) > 1 and parts[-1] not in names:
-            raise ConfigError(f"config key {key}.input: {experiment['input']!r} names profile {parts[-1]!r}, "
+        source = parse_input(experiment["input"])  # well-formed: the schema's pattern checked it
+        profile = source.get("profile")
+        if profile is not None and profile not in names:
+            raise ConfigError(f"config key {key}.input: {experiment['input']!r} names profile {profile!r}, "
                               f"not one of degrade.profiles {names}")
-        if parts[0] == "sr" and (parts[1] not in sr_models or parts[2] not in sr["profiles"]):
-            raise ConfigError(f"config key {key}.input: {experiment['input']!r} needs sr.models to have {parts[1]!r} "
-                              f"and sr.profiles to include {parts[2]!r}")
-        if parts[0] == "super" and parts[1] not in SR_ARCHS:
-            raise ConfigError(f"config key {key}.input: {parts[1]!r} is not an SR architecture for super: inputs "
-                              f"({', '.join(SR_ARCHS)})")
+        if source["kind"] == "sr" and (source["model"] not in sr_models or profile not in sr["profiles"]):
+            raise ConfigError(f"config key {key}.input: {experiment['input']!r} needs sr.models to have "
+                              f"{source['model']!r} and sr.profiles to include {profile!r}")
+        if source["kind"] == "super" and source["arch"] not in SR_ARCHS:
+            raise ConfigError(f"config key {key}.input: {source['arch']!r} is not an SR architecture for super: "
+                              f"inputs ({', '.join(SR_ARCHS)})")
 
 
 def profile_names(config: dict[str, Any]) -> list[str]:

@@ -28,7 +28,7 @@ from karyosr.config import (
     sr_run_settings,
     validate as validate_config,
 )
-from karyosr.classify.inputs import input_slug, parse_input
+from karyosr.classify.input_keys import input_slug, parse_input
 from karyosr.io.export import HR as EXPORT_HR, LR as EXPORT_LR, select_pairs as select_export_pairs
 from karyosr.io.shards import shard_names
 from karyosr.report.viewer import input_key as viewer_input_key

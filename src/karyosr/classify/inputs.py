@@ -19,29 +19,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from karyosr.classify.input_keys import parse_input
 from karyosr.dataset.crop_filter import crop_filter_image
 from karyosr.io import shards
 from karyosr.io.images import data_range
 from karyosr.sr.upscale import upscale
-
-
-def parse_input(key: str) -> dict:
-    """'sr:srresnet:x4_bicubic' -> {'kind': 'sr', 'model': 'srresnet', 'profile': 'x4_bicubic'}."""
-    parts = key.split(":")
-    kind = parts[0]
-    if kind == "hr" and len(parts) == 1:
-        return {"kind": "hr"}
-    if kind == "lr" and len(parts) == 2:
-        return {"kind": "lr", "profile": parts[1]}
-    if kind in ("sr", "super") and len(parts) == 3:
-        return {"kind": kind, ("model" if kind == "sr" else "arch"): parts[1], "profile": parts[2]}
-    raise ValueError(f"classifier input {key!r}: expected hr, lr:<profile>, sr:<model>:<profile> or "
-                     "super:<sr_arch>:<profile>")
-
-
-def input_slug(key: str) -> str:
-    """A path-safe name for an input key."""
-    return key.replace(":", "-")
 
 
 def prepare_shard(lr_shard, kind: str, model_path, out_shard, device_name: str = "auto", threads: int = 1) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from karyosr.classify import backbones
-from karyosr.classify.inputs import parse_input
+from karyosr.classify.input_keys import parse_input
 from karyosr.labels import N_CLASSES
 from karyosr.sr import archs
 from karyosr.sr.inference import super_resolve

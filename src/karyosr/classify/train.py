@@ -15,7 +15,8 @@ from torch import nn
 from karyosr import domain, model_file
 from karyosr.classify import balance, calibration
 from karyosr.classify.augment import augment
-from karyosr.classify.inputs import load_split, parse_input, scale_of
+from karyosr.classify.input_keys import parse_input
+from karyosr.classify.inputs import load_split, scale_of
 from karyosr.classify.predict import infer, infer_logits
 from karyosr.classify.supernet import build_classifier
 from karyosr.engine import (FitSettings, autocast, config_hash, data_hash, fit, pick_device, prepare_module,

@@ -23,7 +23,7 @@ Kept free of torch: the workflow's config validation reads it.
 
 from __future__ import annotations
 
-import copy
+from karyosr.defaults import where_silent
 
 BACKBONE_DEFAULTS: dict[str, dict] = {
     "plain_cnn": {},
@@ -40,10 +40,4 @@ def with_backbone_defaults(experiment: dict, given: set[str]) -> dict:
     """``experiment`` with its backbone's defaults for every key the config did not give
     (``given``: the experiment's keys before the schema filled in its own defaults); backbone
     options merge key by key, the given ones winning."""
-    out = dict(experiment)
-    for key, value in BACKBONE_DEFAULTS[experiment["backbone"]].items():
-        if key == "backbone_options":
-            out[key] = {**copy.deepcopy(value), **experiment.get(key, {})}
-        elif key not in given:
-            out[key] = copy.deepcopy(value)
-    return out
+    return where_silent(experiment, given, BACKBONE_DEFAULTS[experiment["backbone"]], "backbone_options")

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import copy
 
+from karyosr.defaults import where_silent
+
 CENTRED = {"input_shift": "auto"}
 ARCH_DEFAULTS: dict[str, dict] = {
     "srcnn": {"options": CENTRED, "lr": 0.002, "warmup_steps": 100},
@@ -56,10 +58,6 @@ def with_arch_defaults(models: list[dict], given: list[set[str]]) -> list[dict]:
             if "options" not in keys:
                 model["options"] = copy.deepcopy(source["options"])
         elif not model["init_from"]:
-            for key, value in ARCH_DEFAULTS.get(model["arch"], {}).items():
-                if key == "options":
-                    model[key] = {**copy.deepcopy(value), **model.get(key, {})}
-                elif key not in keys:
-                    model[key] = copy.deepcopy(value)
+            model = where_silent(model, keys, ARCH_DEFAULTS[model["arch"]], "options")
         out.append(model)
     return out

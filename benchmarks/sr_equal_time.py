@@ -55,15 +55,21 @@ def data(workdir: Path):
     return hr, lr, {split: load_pairs(hr, lr, split) for split in ("train", "val", "test")}
 
 
-def model_config(workdir: Path, entry: dict) -> tuple[dict, dict]:
-    """The validated config of the study with ``entry`` as its only SR model, and the model's slice."""
+def study_config(workdir: Path, models: list[dict]) -> dict:
+    """The validated config of the study with ``models`` as its SR models and no classifiers."""
     from karyosr import config as karyosr_config
 
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["sr"] = {**config.get("sr", {}), "models": [copy.deepcopy(entry)], "device": "cpu"}
+    config["sr"] = {**config.get("sr", {}), "models": copy.deepcopy(models), "device": "cpu"}
     config["classify"] = {**config.get("classify", {}), "experiments": [], "ensembles": []}
-    config = karyosr_config.validate(config)
-    return config, karyosr_config.sr_model_settings(config, entry["name"])
+    return karyosr_config.validate(config)
+
+
+def model_settings(workdir: Path, entry: dict) -> dict:
+    """``entry``'s settings as the workflow's train_sr receives them (defaults filled in)."""
+    from karyosr.config import sr_model_settings
+
+    return sr_model_settings(study_config(workdir, [entry]), entry["name"])
 
 
 def step_seconds(cfg: dict, pairs: dict) -> float:
@@ -84,26 +90,24 @@ def step_seconds(cfg: dict, pairs: dict) -> float:
     return float(np.median(times[PROBE_WARM:]))
 
 
-def train_workflow_model(workdir: Path, entry: dict, minutes: float, hr_shards, lr_shards, pairs: dict,
-                         out: Path) -> dict:
-    """Train one workflow model to fill ``minutes``; returns what it did and the model file."""
+def train_workflow_model(cfg: dict, minutes: float, hr_shards, lr_shards, pairs: dict, out: Path) -> dict:
+    """Train one workflow model (its train_sr settings ``cfg``) to fill ``minutes``; returns what it
+    did and the model file."""
     from karyosr.sr import train as sr_train
 
-    config, cfg = model_config(workdir, entry)
     probe = step_seconds(cfg, pairs)
     total = max(int(60 * minutes / probe), cfg["epochs"])
     timed = {**cfg, "steps_per_epoch": math.ceil(total / cfg["epochs"])}
-    model_path = out / f"{entry['name']}.safetensors"
+    model_path = out / f"{cfg['name']}.safetensors"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as checkpoints:
-        sr_train.run(hr_shards, lr_shards, timed, seed=0, out_model=model_path, out_history=out / f"{entry['name']}.csv",
+        sr_train.run(hr_shards, lr_shards, timed, seed=0, out_model=model_path, out_history=out / f"{cfg['name']}.csv",
                      checkpoint_dir=checkpoints, threads=1)
     seconds = time.perf_counter() - start
     return {"arch": cfg["arch"], "model_path": str(model_path), "probe_step_ms": round(1000 * probe, 1),
             "steps": timed["epochs"] * timed["steps_per_epoch"], "train_seconds": round(seconds, 1),
             "recipe": {k: timed[k] for k in ("arch", "options", "batch_size", "patch_size", "lr", "lr_schedule",
-                                             "warmup_steps", "pixel_loss", "epochs", "grad_clip")},
-            "metrics": config["metrics"]}
+                                             "warmup_steps", "pixel_loss", "epochs", "grad_clip")}}
 
 
 def score_test(images: np.ndarray, pairs: dict, masks: np.ndarray, metrics: dict) -> pd.DataFrame:
@@ -113,14 +117,10 @@ def score_test(images: np.ndarray, pairs: dict, masks: np.ndarray, metrics: dict
     return score(test.hr, images, metrics, masks)[["psnr", "psnr_fg", "ssim_fg"]]
 
 
-def cache_key(workdir: Path, entry: dict, minutes: float) -> str:
+def cache_key(what: dict, minutes: float) -> str:
     """A trained entry is reused while what it trains with is the same: the reference's spec, or a
     workflow model's validated settings whatever its name (a recipe given in full and the same
     recipe as an architecture's defaults are one run)."""
-    if "reference" in entry:
-        what = entry["reference"]
-    else:
-        what = {k: v for k, v in model_config(workdir, entry)[1].items() if k != "name"}
     text = json.dumps({"what": what, "minutes": minutes}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -140,10 +140,9 @@ def run(args) -> dict:
     split = shards.read_table(args.workdir / "results/split/manifest.parquet",
                               columns=["image_id", "group", "polarity", "threshold_level"])
     meta = split.drop_duplicates("image_id").set_index("image_id").loc[test.image_ids]
-    config, _ = model_config(args.workdir, {"name": "probe", "arch": "srcnn"})
-    masks = foreground_masks(test.hr, meta["polarity"], meta["threshold_level"],
-                             config["metrics"]["foreground_dilation"])
-    scores = {"bicubic (MATLAB)": score_test(imresize(test.lr, scale=test.scale), pairs, masks, config["metrics"])}
+    metrics = study_config(args.workdir, [])["metrics"]
+    masks = foreground_masks(test.hr, meta["polarity"], meta["threshold_level"], metrics["foreground_dilation"])
+    scores = {"bicubic (MATLAB)": score_test(imresize(test.lr, scale=test.scale), pairs, masks, metrics)}
     rows = {"bicubic (MATLAB)": {"method": "bicubic (MATLAB)", "train_seconds": 0.0}}
 
     cache = Path(args.cache)
@@ -151,7 +150,9 @@ def run(args) -> dict:
     entries = json.loads(args.recipes) if args.recipes else [{"name": a, "arch": a} for a in args.archs]
     jobs = ([{"name": REFERENCE, "reference": REFERENCE_SPEC}] if not args.no_reference else []) + entries
     for entry in jobs:
-        key = cache_key(args.workdir, entry, args.minutes)
+        settings = None if "reference" in entry else model_settings(args.workdir, entry)
+        key = cache_key(entry["reference"] if settings is None else
+                        {k: v for k, v in settings.items() if k != "name"}, args.minutes)
         done = cache / f"{key}.json"
         if done.is_file():
             found = {**json.loads(done.read_text()), "method": entry["name"], "entry": entry}
@@ -162,12 +163,11 @@ def run(args) -> dict:
                 images = super_resolve_images(net, test.lr, test.peak)
                 info = {"arch": "reference (benchmarks/reference_sr.py)", "recipe": entry["reference"], **info}
             else:
-                info = train_workflow_model(args.workdir, entry, args.minutes, hr_shards, lr_shards, pairs, cache)
+                info = train_workflow_model(settings, args.minutes, hr_shards, lr_shards, pairs, cache)
                 model, _ = load_model(info.pop("model_path"))
                 images = predict(model, test.lr, test.scale, test.peak, torch.device("cpu"), bf16=False)
                 info["parameters"] = sum(p.numel() for p in model.parameters())
-                info.pop("metrics")
-            per_image = score_test(images, pairs, masks, config["metrics"])
+            per_image = score_test(images, pairs, masks, metrics)
             per_image.to_parquet(cache / f"{key}.parquet", index=False)
             found = {"method": entry["name"], "entry": entry, **info}
             done.write_text(json.dumps(found, indent=2, default=str) + "\n")

@@ -91,9 +91,12 @@ def validate(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> d
 def _check_old_names(config: dict[str, Any]) -> None:
     """Architecture and option names of earlier versions (karyosr.renames), each reported with the
     name to write instead, before the schema would reject them without saying so."""
-    errors = [f"config key {old}: renamed {new!r}"
-              + (f" ({', '.join(f'{new}.{key}' for key in config[old])})" if isinstance(config[old], dict) and config[old] else "")
-              for old, new in renames.SECTIONS.items() if old in config]
+    errors = []
+    for old, new in renames.SECTIONS.items():
+        if old in config:
+            keys = list(config[old]) if isinstance(config[old], dict) else []
+            errors.append(f"config key {old}: renamed {new!r}"
+                          + (f" ({', '.join(f'{new}.{key}' for key in keys)})" if keys else ""))
 
     def options(key: str, arch: str, given: Any) -> None:
         if isinstance(given, dict):
